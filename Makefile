@@ -1,0 +1,28 @@
+# Fresh-machine entry points: `make demo` and `make test` create .venv on first use.
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: demo test system-deps clean-venv
+
+# Re-installs only when pyproject.toml changes.
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# Pinned: this machine serves a CPU build of 2.13.0 from disk; a bare `torch` pulls GBs of CUDA.
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[embedded,dev]'
+	touch $(STAMP)
+
+system-deps:
+	bash scripts/system-deps.sh
+
+demo: $(STAMP) system-deps
+	$(PY) main.py demo
+
+test: $(STAMP) system-deps
+	$(VENV)/bin/pytest -q
+
+clean-venv:
+	rm -rf $(VENV)
