@@ -39,6 +39,23 @@ def _cmd_split_dataset(args) -> int:
     return 0
 
 
+def _cmd_validate_manifest(args) -> int:
+    from lora_training.data.manifest import validate_manifests
+
+    results = validate_manifests(args.paths)
+    if args.json:
+        _print_json(results)
+    else:
+        for r in results:
+            if r["ok"]:
+                print(f"{r['path']}: {r['utterances']} utterances, {r['hours']:.2f} hours, OK")
+            else:
+                print(f"{r['path']}: {len(r['problems'])} problem(s)")
+                for problem in r["problems"]:
+                    print(f"  {problem}")
+    return 0 if all(r["ok"] for r in results) else 1
+
+
 def _add_data_commands(sub) -> None:
     p = sub.add_parser(
         "split-dataset",
@@ -52,6 +69,15 @@ def _add_data_commands(sub) -> None:
     p.add_argument("--seed", type=int, default=42, help="random seed (same seed, same split)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(handler=_cmd_split_dataset)
+
+    p = sub.add_parser(
+        "validate-manifest",
+        help="check manifests and their audio (every problem at once) before training",
+        formatter_class=_Formatter,
+    )
+    p.add_argument("paths", nargs="+", metavar="PATH", help="manifest(s) to check")
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
+    p.set_defaults(handler=_cmd_validate_manifest)
 
 
 # --- models -----------------------------------------------------------------------------

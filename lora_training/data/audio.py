@@ -1,0 +1,127 @@
+"""Audio in and out: every clip the toolkit trains or evaluates on becomes float32 mono at 16 kHz here.
+
+Moonshine's feature extractor expects 16 kHz mono; resampling once at load time (soxr HQ)
+means nothing downstream has to know what rate or channel layout the user recorded in.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+from lora_training.atomic import atomic_write_bytes
+from lora_training.errors import AudioError
+
+SAMPLE_RATE = 16000
+# Below ~0.3 s there is hardly a word to learn from; above 30 s Moonshine's decoder runs
+# past its trained context, so longer clips must be chunked (max_seconds=None) instead.
+MIN_SECONDS = 0.3
+MAX_SECONDS = 30.0
+
+
+def _require_file(path: Path) -> None:
+    if not path.exists():
+        raise AudioError(f"{path}: audio file not found, expected an existing file")
+    if not path.is_file():
+        raise AudioError(f"{path}: not a file, expected an audio file, got a folder or special file")
+
+
+def load_audio(
+    path: str | os.PathLike,
+    *,
+    min_seconds: float = MIN_SECONDS,
+    max_seconds: float | None = MAX_SECONDS,
+) -> np.ndarray:
+    """Decode wav/flac/ogg/mp3 to float32 mono at SAMPLE_RATE; `max_seconds=None` allows any length."""
+    path = Path(path)
+    _require_file(path)
+    try:
+        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except (sf.SoundFileError, RuntimeError) as e:
+        raise AudioError(f"{path}: unreadable audio, expected wav/flac/ogg/mp3, got error: {e}") from e
+    if data.shape[0] == 0:
+        raise AudioError(f"{path}: empty audio, expected at least {min_seconds:g} s, got 0 samples")
+    seconds = data.shape[0] / rate
+    if seconds < min_seconds:
+        raise AudioError(f"{path}: clip too short, expected at least {min_seconds:g} s, got {seconds:.2f} s")
+    if max_seconds is not None and seconds > max_seconds:
+        raise AudioError(
+            f"{path}: clip too long, expected at most {max_seconds:g} s, got {seconds:.2f} s "
+            "(split it into shorter utterances)"
+        )
+    mono = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
+    if rate != SAMPLE_RATE:
+        mono = soxr.resample(mono, rate, SAMPLE_RATE, quality="HQ")
+    return np.ascontiguousarray(mono, dtype=np.float32)
+
+
+def audio_duration(path: str | os.PathLike) -> float:
+    """Length in seconds from the file header, without decoding the samples."""
+    path = Path(path)
+    _require_file(path)
+    try:
+        info = sf.info(str(path))
+    except (sf.SoundFileError, RuntimeError) as e:
+        raise AudioError(f"{path}: unreadable audio, expected wav/flac/ogg/mp3, got error: {e}") from e
+    return float(info.frames) / float(info.samplerate)
+
+
+class AudioCache:
+    """Decodes each clip once per training run, so epochs after the first skip decoding and resampling.
+
+    An entry is only served while the file's (mtime_ns, size) are unchanged, so an edited or
+    re-recorded clip is decoded afresh. Arrays are returned read-only because they are shared:
+    a caller that modified one in place would silently corrupt every later epoch.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_items: int | None = None,
+        min_seconds: float = MIN_SECONDS,
+        max_seconds: float | None = MAX_SECONDS,
+    ):
+        if max_items is not None and max_items < 1:
+            raise ValueError(f"AudioCache.max_items: expected None or a positive integer, got {max_items}")
+        self.max_items = max_items
+        self.min_seconds = min_seconds
+        self.max_seconds = max_seconds
+        self._entries: OrderedDict[str, tuple[tuple[int, int], np.ndarray]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, path: str | os.PathLike) -> np.ndarray:
+        resolved = Path(path).resolve()
+        _require_file(resolved)
+        st = resolved.stat()
+        identity = (st.st_mtime_ns, st.st_size)
+        key = str(resolved)
+        entry = self._entries.get(key)
+        if entry is not None and entry[0] == identity:
+            self._entries.move_to_end(key)
+            return entry[1]
+        samples = load_audio(resolved, min_seconds=self.min_seconds, max_seconds=self.max_seconds)
+        samples.flags.writeable = False
+        self._entries[key] = (identity, samples)
+        self._entries.move_to_end(key)
+        if self.max_items is not None:
+            while len(self._entries) > self.max_items:
+                self._entries.popitem(last=False)
+        return samples
+
+
+def write_wav(path: str | os.PathLike, samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> Path:
+    """Write 16-bit PCM wav atomically (a crash never leaves a truncated clip in a dataset).
+
+    Samples are float in [-1, 1], shape (n,) or (n, channels); libsndfile clips overshoots.
+    """
+    buf = io.BytesIO()
+    sf.write(buf, np.asarray(samples, dtype=np.float32), sample_rate, format="WAV", subtype="PCM_16")
+    return atomic_write_bytes(path, buf.getvalue())

@@ -1,0 +1,216 @@
+"""Manifests: JSONL, one utterance per line, the only interface between data stages.
+
+Relative audio paths resolve against the manifest's own folder, so a manifest moved together
+with its audio keeps working. Loading validates every line and reports all problems at once,
+because fixing a 500-line recording session one error per run is miserable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, Iterable
+
+from lora_training.atomic import atomic_write_text
+from lora_training.data.audio import MAX_SECONDS, MIN_SECONDS, audio_duration
+from lora_training.errors import AudioError, ManifestError
+
+SOURCES = ("real", "synthetic")
+
+
+@dataclass
+class Utterance:
+    """One clip and its transcript. `text` is the written form the model should output."""
+
+    audio: str
+    text: str
+    id: str | None = None
+    duration: float | None = None
+    source: str | None = None
+    speaker: str | None = None
+    # What was actually said when it differs from `text`, e.g. "dev at example dot com"
+    # for "Email dev@example.com"; synthesis speaks this, training targets `text`.
+    spoken: str | None = None
+    # Jargon present in `text`, in written form; drives per-term recall in evaluation.
+    terms: list[str] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+    @classmethod
+    def from_dict(cls, d: Any, *, where: str = "utterance") -> Utterance:
+        problems = field_problems(d)
+        if problems:
+            raise ManifestError([f"{where}: {p}" for p in problems])
+        return cls(**d)
+
+
+FIELDS = tuple(f.name for f in fields(Utterance))
+
+
+def _got(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _is_nonempty_str(value: Any) -> bool:
+    return isinstance(value, str) and value.strip() != ""
+
+
+def field_problems(d: Any) -> list[str]:
+    """Every way `d` fails to be an Utterance, as `what, expected X, got Y` (no location)."""
+    if not isinstance(d, dict):
+        return [f"line is not an object, expected a JSON object with audio and text, got {_got(d)}"]
+    problems = []
+    for key in d:
+        if key not in FIELDS:
+            problems.append(f"unknown field {key!r}, expected one of {', '.join(FIELDS)}, got {_got(d[key])}")
+    for key in ("audio", "text"):
+        if key not in d:
+            problems.append(f"missing {key!r}, expected a non-empty string")
+        elif not _is_nonempty_str(d[key]):
+            problems.append(f"empty or invalid {key!r}, expected a non-empty string, got {_got(d[key])}")
+    for key in ("id", "speaker", "spoken"):
+        if d.get(key) is not None and not _is_nonempty_str(d[key]):
+            problems.append(f"invalid {key!r}, expected a non-empty string, got {_got(d[key])}")
+    duration = d.get("duration")
+    if duration is not None and not (
+        isinstance(duration, (int, float))
+        and not isinstance(duration, bool)
+        and math.isfinite(duration)
+        and duration > 0
+    ):
+        problems.append(f"invalid 'duration', expected a number of seconds > 0, got {_got(duration)}")
+    source = d.get("source")
+    if source is not None and source not in SOURCES:
+        problems.append(f"invalid 'source', expected one of {', '.join(SOURCES)}, got {_got(source)}")
+    terms = d.get("terms")
+    if terms is not None and not (isinstance(terms, list) and all(_is_nonempty_str(t) for t in terms)):
+        problems.append(f"invalid 'terms', expected a list of non-empty strings, got {_got(terms)}")
+    return problems
+
+
+def _absolute(path: str | os.PathLike) -> Path:
+    # abspath, not resolve(): following symlinks would rewrite a symlinked audio store into
+    # its target, and the saved manifest would then stop working when moved with its links.
+    return Path(os.path.abspath(path))
+
+
+def load_manifest(path: str | os.PathLike, *, check_audio: bool = True) -> list[Utterance]:
+    """Read and validate a manifest; `audio` fields come back as absolute paths.
+
+    An absent `id` becomes the audio path relative to the manifest folder: stable across
+    runs and unique per file, so evaluation results can be joined by id.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ManifestError([f"{path}: manifest not found, expected an existing JSONL file"])
+    try:
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise ManifestError([f"{path}: unreadable manifest, expected UTF-8 JSONL, got error: {e}"]) from e
+    folder = _absolute(path).parent
+    problems: list[str] = []
+    utterances: list[Utterance] = []
+    first_line_of_id: dict[str, int] = {}
+    for lineno, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        where = f"{path}:{lineno}"
+        try:
+            d = json.loads(line)
+        except json.JSONDecodeError as e:
+            problems.append(
+                f"{where}: invalid JSON ({e.msg} at column {e.colno}), "
+                f"expected one JSON object per line, got {line[:60]!r}"
+            )
+            continue
+        line_problems = field_problems(d)
+        problems.extend(f"{where}: {p}" for p in line_problems)
+        if line_problems:
+            continue
+        utt = Utterance(**d)
+        audio = Path(os.path.normpath(folder / utt.audio))
+        if check_audio and not audio.is_file():
+            problems.append(f"{where}: audio file not found, expected an existing file, got {audio}")
+        utt.audio = str(audio)
+        if utt.id is None:
+            utt.id = os.path.relpath(audio, folder).replace(os.sep, "/")
+        if utt.id in first_line_of_id:
+            first = first_line_of_id[utt.id]
+            problems.append(f"{where}: duplicate id {utt.id!r}, expected unique ids, got it already on line {first}")
+        else:
+            first_line_of_id[utt.id] = lineno
+        utterances.append(utt)
+    if problems:
+        raise ManifestError(problems)
+    if not utterances:
+        raise ManifestError([f"{path}: empty manifest, expected at least one utterance line, got none"])
+    return utterances
+
+
+def save_manifest(path: str | os.PathLike, utterances: Iterable[Utterance]) -> Path:
+    """Write atomically with audio paths relative to the target's folder.
+
+    Relative `audio` paths on Utterance objects are taken relative to the current directory,
+    like any Python path; those from load_manifest are already absolute.
+    """
+    path = Path(path)
+    folder = _absolute(path).parent
+    lines = []
+    for i, utt in enumerate(utterances):
+        d = utt.to_dict()
+        problems = field_problems(d)
+        if problems:
+            raise ManifestError([f"{path}: utterance {utt.id or i}: {p}" for p in problems])
+        d["audio"] = os.path.relpath(_absolute(utt.audio), folder).replace(os.sep, "/")
+        lines.append(json.dumps(d, ensure_ascii=False) + "\n")
+    return atomic_write_text(path, "".join(lines))
+
+
+def manifest_hash(path: str | os.PathLike) -> str:
+    """sha256 of the manifest bytes, so an adapter's sidecar can say exactly what it was trained on."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise ManifestError([f"{path}: unreadable manifest, expected an existing file, got error: {e}"]) from e
+    return hashlib.sha256(data).hexdigest()
+
+
+def validate_manifests(paths: Iterable[str | os.PathLike]) -> list[dict[str, Any]]:
+    """Load each manifest and read every clip's header; one result dict per manifest.
+
+    Reading headers catches corrupt files and clips outside the trainable length range
+    before any model is loaded, at a cost of milliseconds per clip.
+    """
+    results = []
+    for path in paths:
+        result: dict[str, Any] = {"path": str(path), "ok": False, "utterances": 0, "hours": 0.0, "problems": []}
+        try:
+            utterances = load_manifest(path)
+        except ManifestError as e:
+            result["problems"] = e.problems
+            results.append(result)
+            continue
+        seconds = 0.0
+        for utt in utterances:
+            where = f"{path}: utterance {utt.id}"
+            try:
+                duration = audio_duration(utt.audio)
+            except AudioError as e:
+                result["problems"].append(f"{where}: {e}")
+                continue
+            if not MIN_SECONDS <= duration <= MAX_SECONDS:
+                result["problems"].append(
+                    f"{where}: clip length out of range, expected {MIN_SECONDS:g}-{MAX_SECONDS:g} s, "
+                    f"got {duration:.2f} s ({utt.audio})"
+                )
+            seconds += duration
+        result.update(ok=not result["problems"], utterances=len(utterances), hours=seconds / 3600)
+        results.append(result)
+    return results

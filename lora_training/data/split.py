@@ -1,0 +1,142 @@
+"""Train/eval split that never puts the same sentence on both sides.
+
+Users often record a sentence twice; if one take trained and the other evaluated, the eval
+WER would measure memorisation of that sentence rather than generalisation to new ones.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import unicodedata
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from lora_training.data.audio import audio_duration
+from lora_training.data.manifest import Utterance, load_manifest, save_manifest
+from lora_training.errors import ConfigError
+
+MIN_UTTERANCES = 5
+
+
+def _strip_edge_punctuation(word: str) -> str:
+    start, end = 0, len(word)
+    while start < end and unicodedata.category(word[start]).startswith("P"):
+        start += 1
+    while end > start and unicodedata.category(word[end - 1]).startswith("P"):
+        end -= 1
+    return word[start:end]
+
+
+def sentence_key(text: str) -> str:
+    """Casefolded, whitespace-collapsed, edge punctuation stripped: "Hello,  world!" == "hello world".
+
+    Punctuation inside words stays, so "dev@example.com" and "devexample com" remain different.
+    """
+    words = (_strip_edge_punctuation(w) for w in text.casefold().split())
+    return " ".join(w for w in words if w)
+
+
+@dataclass
+class SideSummary:
+    path: str
+    utterances: int
+    hours: float
+    terms: int
+
+
+@dataclass
+class SplitSummary:
+    input: str
+    seed: int
+    eval_fraction: float
+    train: SideSummary
+    eval: SideSummary
+    # Jargon that appears only in eval: the split's measure of generalisation to new terms.
+    unseen_eval_terms: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def render(self) -> str:
+        rows = [("side", "utterances", "hours", "terms", "manifest")]
+        for name, side in (("train", self.train), ("eval", self.eval)):
+            rows.append((name, str(side.utterances), f"{side.hours:.3f}", str(side.terms), side.path))
+        widths = [max(len(r[i]) for r in rows) for i in range(4)]
+        lines = [f"split of {self.input} (seed {self.seed}, eval fraction {self.eval_fraction:g})"]
+        for r in rows:
+            lines.append(
+                f"{r[0]:<{widths[0]}}  {r[1]:>{widths[1]}}  {r[2]:>{widths[2]}}  {r[3]:>{widths[3]}}  {r[4]}"
+            )
+        lines.append(f"eval terms unseen in training: {self.unseen_eval_terms}")
+        return "\n".join(lines)
+
+
+def _hours(utterances: list[Utterance]) -> float:
+    return sum(u.duration if u.duration is not None else audio_duration(u.audio) for u in utterances) / 3600
+
+
+def _terms(utterances: list[Utterance]) -> set[str]:
+    return {t for u in utterances for t in (u.terms or ())}
+
+
+def split_dataset(
+    input: str | os.PathLike,
+    train_out: str | os.PathLike,
+    eval_out: str | os.PathLike,
+    eval_fraction: float = 0.2,
+    seed: int = 42,
+) -> SplitSummary:
+    """Split `input` into two manifests by sentence group; deterministic for a given seed."""
+    if not (isinstance(eval_fraction, (int, float)) and 0 < eval_fraction < 1):
+        raise ConfigError(
+            f"eval_fraction: out of range, expected a number strictly between 0 and 1, got {eval_fraction!r}"
+        )
+    if os.path.abspath(train_out) == os.path.abspath(eval_out):
+        raise ConfigError(f"{train_out}: train and eval outputs are the same file, expected two different paths")
+    utterances = load_manifest(input)
+    n = len(utterances)
+    if n < MIN_UTTERANCES:
+        raise ConfigError(
+            f"{input}: too few utterances to split, expected at least {MIN_UTTERANCES}, got {n} "
+            "(record more, or evaluate on a separate manifest)"
+        )
+
+    groups: dict[str, list[int]] = {}
+    for i, utt in enumerate(utterances):
+        groups.setdefault(sentence_key(utt.text), []).append(i)
+    order = list(groups.values())
+    random.Random(seed).shuffle(order)
+
+    # Whole groups go to eval while they fit under the target, so 100 distinct sentences give
+    # exactly 80/20 and a repeated sentence never straddles the sides.
+    target = round(n * eval_fraction)
+    eval_idx: set[int] = set()
+    for group in order:
+        if len(eval_idx) + len(group) <= target:
+            eval_idx.update(group)
+        if len(eval_idx) == target:
+            break
+    train = [u for i, u in enumerate(utterances) if i not in eval_idx]
+    evals = [u for i, u in enumerate(utterances) if i in eval_idx]
+    if not train or not evals:
+        empty = "train" if not train else "eval"
+        raise ConfigError(
+            f"{input}: the {empty} side would be empty, expected utterances on both sides, got "
+            f"{n} utterances in {len(groups)} distinct sentences with eval_fraction={eval_fraction:g} "
+            "(adjust --eval-fraction or record more distinct sentences)"
+        )
+
+    # Summarise before writing: reading clip headers can still fail, and then nothing is written.
+    train_terms, eval_terms = _terms(train), _terms(evals)
+    summary = SplitSummary(
+        input=str(input),
+        seed=seed,
+        eval_fraction=eval_fraction,
+        train=SideSummary(str(train_out), len(train), _hours(train), len(train_terms)),
+        eval=SideSummary(str(eval_out), len(evals), _hours(evals), len(eval_terms)),
+        unseen_eval_terms=len(eval_terms - train_terms),
+    )
+    save_manifest(train_out, train)
+    save_manifest(eval_out, evals)
+    return summary

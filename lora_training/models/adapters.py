@@ -1,0 +1,104 @@
+"""LoRA/DoRA adapters in PEFT's own format, plus a sidecar that remembers the base model.
+
+An adapter folder holds `adapter_config.json` + `adapter_model.safetensors` (written by PEFT)
+and `lora_training.json`: the base model reference and fingerprint, the training manifests
+with content hashes, and the step. Loading onto a different base model is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from lora_training.atomic import atomic_replace_dir, atomic_write_json, staging_dir
+from lora_training.errors import ModelError
+
+SIDECAR = "lora_training.json"
+# Which module paths each site covers; layer names inside come from the config's target_modules.
+_SITE_PREFIX = {
+    "decoder": r"model\.decoder\.layers\.\d+",
+    "encoder": r"model\.encoder\.layers\.\d+",
+    "both": r"model\.(?:encoder|decoder)\.layers\.\d+",
+}
+
+
+def target_pattern(sites: str, modules: list[str] | tuple[str, ...]) -> str:
+    """A PEFT `target_modules` regex (full match) for the named Linear layers within the sites."""
+    names = "|".join(sorted({m.strip() for m in modules}))
+    return rf"{_SITE_PREFIX[sites]}\.(?:self_attn|encoder_attn|mlp)\.(?:{names})"
+
+
+def apply_adapter(model, *, r: int, alpha: int, dropout: float, use_dora: bool, sites: str,
+                  target_modules: list[str] | tuple[str, ...]):
+    """Wrap `model` in a fresh PEFT LoRA/DoRA model; only adapter weights stay trainable."""
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(
+        r=r,
+        lora_alpha=alpha,
+        lora_dropout=dropout,
+        use_dora=use_dora,
+        target_modules=target_pattern(sites, target_modules),
+        bias="none",
+    )
+    try:
+        return get_peft_model(model, config)
+    except ValueError as e:
+        raise ModelError(
+            f"target_modules: no layer matched {list(target_modules)} in the {sites} site(s), "
+            f"expected Moonshine layer names such as q_proj, v_proj, fc1 ({e})"
+        ) from e
+
+
+def base_fingerprint(model) -> str:
+    """Identifies a base model by architecture and weights (a sample of the token embedding)."""
+    import torch
+
+    config = model.config.to_dict()
+    for volatile in ("transformers_version", "_name_or_path", "torch_dtype", "dtype", "architectures"):
+        config.pop(volatile, None)
+    h = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode())
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    emb = base.get_input_embeddings().weight.detach()
+    h.update(emb.flatten()[:8192].to(torch.float32).cpu().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def save_adapter(peft_model, out_dir: str | Path, *, base_model: str, fingerprint: str,
+                 info: dict[str, Any]) -> Path:
+    """Write the adapter folder atomically: staged, then renamed over any previous one."""
+    out_dir = Path(out_dir)
+    tmp = staging_dir(out_dir)
+    peft_model.save_pretrained(str(tmp), safe_serialization=True)
+    atomic_write_json(tmp / SIDECAR, {"base_model": base_model, "base_fingerprint": fingerprint, **info})
+    return atomic_replace_dir(tmp, out_dir)
+
+
+def read_sidecar(adapter_dir: str | Path) -> dict[str, Any]:
+    adapter_dir = Path(adapter_dir)
+    path = adapter_dir / SIDECAR
+    if not (adapter_dir / "adapter_config.json").is_file():
+        raise ModelError(f"{adapter_dir}: not an adapter folder, expected adapter_config.json inside")
+    if not path.is_file():
+        raise ModelError(f"{path}: missing adapter sidecar, expected a folder written by lora-training")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise ModelError(f"{path}:{e.lineno}: invalid JSON in adapter sidecar ({e.msg})") from e
+
+
+def load_adapter(model, adapter_dir: str | Path, *, base_model: str, is_trainable: bool = False):
+    """Attach a saved adapter to `model`, refusing one trained on another base model."""
+    from peft import PeftModel
+
+    sidecar = read_sidecar(adapter_dir)
+    fingerprint = base_fingerprint(model)
+    if sidecar.get("base_fingerprint") != fingerprint:
+        raise ModelError(
+            f"{adapter_dir}: adapter was trained on base model {sidecar.get('base_model')!r}, "
+            f"refusing to load it onto {base_model!r} (fingerprints {sidecar.get('base_fingerprint')} != {fingerprint}); "
+            f"pass --model-id {sidecar.get('base_model')}"
+        )
+    return PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=is_trainable)

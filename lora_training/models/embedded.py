@@ -1,0 +1,404 @@
+"""The embedded default model: Moonshine base (English) rebuilt as a transformers model from the
+int8 ONNX Runtime graphs inside the moonshine-cpp wheel, so the toolkit works with no network.
+
+The conversion runs once (~15 s) and leaves an ordinary `save_pretrained` folder in the cache;
+every later load is a plain `from_pretrained` of that folder.
+
+How the graphs map to transformers: each int8 weight reaches its consumer through a constant
+chain Cast → Mul(scale) → Add(zero_point), which we evaluate in float32 exactly as onnxruntime
+does; the weight is named after the node that consumes it (`/model/decoder/layers.3/encoder_attn/
+dense/MatMul` → `model.decoder.layers.3.encoder_attn.o_proj.weight`). The decoder's cross-attention
+k/v weights only appear inside the `If` node's no-cache branch, so both branches are read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import importlib.util
+import json
+import os
+import shutil
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from lora_training.atomic import atomic_replace_dir, atomic_write_json, staging_dir
+from lora_training.errors import ModelError
+
+EMBEDDED_PREFIX = "embedded:"
+# Bump when the conversion changes: the cache folder name includes it, so old builds are not reused.
+CONVERTER_VERSION = 1
+# Embedded name → folder under moonshine_cpp/models holding encoder_model.ort + decoder_model_merged.ort.
+EMBEDDED_MODELS = {"moonshine-base": "base-en"}
+INSTALL_HINT = "pip install 'lora-training[embedded]'"
+
+# Published UsefulSensors/moonshine-base config; the strict load checks every size against the graphs.
+MOONSHINE_BASE_CONFIG = dict(
+    vocab_size=32768,
+    hidden_size=416,
+    intermediate_size=1664,
+    encoder_num_hidden_layers=8,
+    decoder_num_hidden_layers=8,
+    encoder_num_attention_heads=8,
+    decoder_num_attention_heads=8,
+    encoder_hidden_act="gelu",
+    decoder_hidden_act="silu",
+    max_position_embeddings=194,
+    partial_rotary_factor=0.62,
+    rope_theta=10000.0,
+    pad_head_dim_to_multiple_of=8,
+    bos_token_id=1,
+    eos_token_id=2,
+    pad_token_id=2,
+    decoder_start_token_id=1,
+    tie_word_embeddings=True,
+)
+
+# Module leaf name in the graphs → (kind, leaf name in transformers). The decoder graphs were
+# exported with older names: `dense` is `o_proj`, the gated MLP's up/down are `fc1`/`fc2`.
+_MODULES = {
+    **{leaf: ("linear", leaf) for leaf in ("q_proj", "k_proj", "v_proj", "fc1", "fc2")},
+    "dense": ("linear", "o_proj"),
+    "up_proj": ("linear", "fc1"),
+    "down_proj": ("linear", "fc2"),
+    **{leaf: ("norm", leaf) for leaf in ("input_layernorm", "post_attention_layernorm", "final_layernorm")},
+    "layer_norm": ("norm", "layer_norm"),
+    "norm": ("norm", "norm"),
+    "groupnorm": ("groupnorm", "groupnorm"),
+    **{leaf: ("conv", leaf) for leaf in ("conv1", "conv2", "conv3")},
+    "embed_tokens": ("embedding", "embed_tokens"),
+}
+# Per kind: (op type, input index) → parameter. Other constant inputs (epsilons, rotary
+# frequencies, GELU constants) belong to no parameter and are skipped.
+_PARAMETERS = {
+    "linear": {("MatMul", 1): "weight", ("Add", 0): "bias", ("Add", 1): "bias"},
+    "norm": {("Mul", 1): "weight"},
+    "groupnorm": {("Mul", 1): "weight", ("Add", 1): "bias"},
+    "conv": {("Conv", 1): "weight", ("Conv", 2): "bias"},
+    "embedding": {("Gather", 0): "weight"},
+}
+# Encoder node names start at the encoder (`/layers.0/...`); decoder names carry `/model/decoder`.
+_GRAPH_PREFIXES = {"encoder_model.ort": "model.encoder", "decoder_model_merged.ort": ""}
+# onnx TensorProto data types (also the value of Cast's `to` attribute).
+_NUMPY_DTYPES = {1: np.float32, 2: np.uint8, 3: np.int8, 6: np.int32, 7: np.int64, 10: np.float16, 11: np.float64}
+_DEQUANT_OPS = {"Cast", "Mul", "Add"}
+
+
+# --- locating the packaged files ---------------------------------------------------------
+
+def _missing(package: str) -> ModelError:
+    return ModelError(
+        f"{EMBEDDED_PREFIX}moonshine-base: package {package} is missing, expected it installed, "
+        f"got none (run: {INSTALL_HINT})"
+    )
+
+
+def _package_dir(module: str, package: str) -> Path:
+    """The installed package folder, found without importing it (moonshine_cpp dlopens at import)."""
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        raise _missing(package)
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def _version(package: str) -> str:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError as e:
+        raise _missing(package) from e
+
+
+def _check_name(name: str) -> None:
+    if name not in EMBEDDED_MODELS:
+        known = ", ".join(EMBEDDED_PREFIX + n for n in EMBEDDED_MODELS)
+        raise ModelError(f"{EMBEDDED_PREFIX}{name}: unknown embedded model, expected one of {known}, got {name!r}")
+
+
+def source_graphs(name: str = "moonshine-base") -> tuple[Path, Path]:
+    """(encoder, decoder) .ort files the embedded model is built from."""
+    _check_name(name)
+    folder = _package_dir("moonshine_cpp", "moonshine-cpp") / "models" / EMBEDDED_MODELS[name]
+    return folder / "encoder_model.ort", folder / "decoder_model_merged.ort"
+
+
+def tokenizer_json() -> Path:
+    """Moonshine's tokenizer.json, shipped in the useful-moonshine-onnx wheel."""
+    return _package_dir("moonshine_onnx", "useful-moonshine-onnx") / "assets" / "tokenizer.json"
+
+
+def beckett_wav() -> Path:
+    """The short English test clip shipped in the moonshine-cpp wheel (Beckett's "fail better")."""
+    return _package_dir("moonshine_cpp", "moonshine-cpp") / "test-data" / "beckett.wav"
+
+
+# --- cache location ----------------------------------------------------------------------
+
+def cache_root() -> Path:
+    """$LORA_TRAINING_CACHE, else $XDG_CACHE_HOME/lora_training, else ~/.cache/lora_training."""
+    if os.environ.get("LORA_TRAINING_CACHE"):
+        return Path(os.environ["LORA_TRAINING_CACHE"]).expanduser()
+    if os.environ.get("XDG_CACHE_HOME"):
+        return Path(os.environ["XDG_CACHE_HOME"]).expanduser() / "lora_training"
+    return Path.home() / ".cache" / "lora_training"
+
+
+def _package_versions() -> dict[str, str]:
+    return {p: _version(p) for p in ("moonshine-cpp", "useful-moonshine-onnx")}
+
+
+def embedded_cache_path(name: str = "moonshine-base") -> Path:
+    """Where the build of `name` lives, built or not; keyed by the source packages' versions."""
+    _check_name(name)
+    key = json.dumps({"name": name, "converter": CONVERTER_VERSION, **_package_versions()}, sort_keys=True)
+    return cache_root() / "models" / f"{name}-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
+
+
+def embedded_model_dir(name: str = "moonshine-base", rebuild: bool = False) -> Path:
+    """The save_pretrained folder of the embedded model, converting it first if not cached.
+
+    A file lock keeps two processes from converting at once; the second waits, then reuses.
+    """
+    final = embedded_cache_path(name)
+    if _is_complete(final) and not rebuild:
+        return final
+    with _file_lock(final.with_name(f".{final.name}.lock")):
+        if _is_complete(final) and not rebuild:
+            return final
+        staging = staging_dir(final)
+        try:
+            _build(name, staging)
+            atomic_replace_dir(staging, final)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    return final
+
+
+def _is_complete(folder: Path) -> bool:
+    # provenance.json is written last, and the folder only appears by an atomic rename.
+    return (folder / "provenance.json").is_file()
+
+
+@contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+# --- building ----------------------------------------------------------------------------
+
+def build_processor(tokenizer_file: str | os.PathLike):
+    """Moonshine's processor: raw 16 kHz samples in (no normalisation), BPE tokenizer out."""
+    from transformers import PreTrainedTokenizerFast, Wav2Vec2FeatureExtractor, Wav2Vec2Processor
+
+    from lora_training.data.audio import SAMPLE_RATE
+
+    feature_extractor = Wav2Vec2FeatureExtractor(
+        feature_size=1,
+        sampling_rate=SAMPLE_RATE,
+        padding_value=0.0,
+        do_normalize=False,
+        return_attention_mask=True,
+    )
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_file=str(tokenizer_file),
+        unk_token="<unk>",
+        bos_token="<s>",
+        eos_token="</s>",
+        pad_token="</s>",  # the config's pad_token_id=2
+    )
+    return Wav2Vec2Processor(feature_extractor=feature_extractor, tokenizer=tokenizer)
+
+
+def moonshine_base_config():
+    from transformers import MoonshineConfig
+
+    return MoonshineConfig(**MOONSHINE_BASE_CONFIG)
+
+
+def _build(name: str, folder: Path) -> None:
+    """Convert the .ort graphs of `name` into a save_pretrained folder (model, processor, provenance)."""
+    for package in ("onnxruntime", "flatbuffers"):
+        if importlib.util.find_spec(package) is None:
+            raise _missing(package)
+    import torch
+    from transformers import MoonshineForConditionalGeneration
+
+    ref = EMBEDDED_PREFIX + name
+    print(f"{ref}: converting the moonshine-cpp graphs once into {folder.parent} ...", file=sys.stderr)
+    start = time.perf_counter()
+    encoder, decoder = source_graphs(name)
+    tokenizer_file = tokenizer_json()
+    tensors = {**read_ort_parameters(encoder), **read_ort_parameters(decoder)}
+
+    model = MoonshineForConditionalGeneration(moonshine_base_config())
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    expected.pop("proj_out.weight")  # tied to model.decoder.embed_tokens.weight
+    got = {k: tuple(v.shape) for k, v in tensors.items()}
+    if got != expected:
+        missing = sorted(set(expected) - set(got))
+        unexpected = sorted(set(got) - set(expected))
+        wrong = sorted(k for k in set(got) & set(expected) if got[k] != expected[k])
+        raise ModelError(
+            f"{ref}: converted weights do not fit the Moonshine base config, expected {len(expected)} "
+            f"matching tensors, got missing {missing[:3]}, unexpected {unexpected[:3]}, wrong shape {wrong[:3]}"
+        )
+    state = {k: torch.from_numpy(v) for k, v in tensors.items()}
+    state["proj_out.weight"] = state["model.decoder.embed_tokens.weight"]
+    model.load_state_dict(state, strict=True)
+    model.save_pretrained(folder)
+    build_processor(tokenizer_file).save_pretrained(folder)
+
+    atomic_write_json(
+        folder / "provenance.json",
+        {
+            "model": ref,
+            "converter_version": CONVERTER_VERSION,
+            "sources": [
+                {"path": str(p), "sha256": _sha256(p), "bytes": p.stat().st_size}
+                for p in (encoder, decoder, tokenizer_file)
+            ],
+            "packages": {
+                **_package_versions(),
+                **{p: _version(p) for p in ("onnxruntime", "transformers", "torch")},
+            },
+            "tensors": len(tensors),
+            "conversion_seconds": round(time.perf_counter() - start, 2),
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        },
+    )
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# --- reading .ort graphs -----------------------------------------------------------------
+
+def read_ort_parameters(path: Path) -> dict[str, np.ndarray]:
+    """Every weight of one .ort graph, dequantised to float32 and named as in transformers."""
+    import onnxruntime.tools.ort_format_model  # noqa: F401  (puts ort_flatbuffers_py on sys.path)
+    from ort_flatbuffers_py.fbs.InferenceSession import InferenceSession
+
+    prefix = _GRAPH_PREFIXES[path.name]
+    buf = path.read_bytes()
+    session = InferenceSession.GetRootAsInferenceSession(buf, 0)
+    parameters: dict[str, np.ndarray] = {}
+    for graph in _Graph(session.Model().Graph()).walk():
+        for node in graph.nodes:
+            for name, value in graph.parameters_of(node, prefix):
+                previous = parameters.setdefault(name, value)
+                if previous is not value and not np.array_equal(previous, value):
+                    raise ModelError(
+                        f"{path}: node {node.Name().decode()} gives {name} a second value, "
+                        "expected the same weight in both decoder branches, got different values"
+                    )
+    return parameters
+
+
+class _Graph:
+    """One (sub)graph with its outer scope, able to evaluate constant dequantisation chains."""
+
+    def __init__(self, fb_graph, outer: _Graph | None = None):
+        self.outer = outer
+        self.nodes = [fb_graph.Nodes(i) for i in range(fb_graph.NodesLength())]
+        self._initializers = {}
+        for i in range(fb_graph.InitializersLength()):
+            tensor = fb_graph.Initializers(i)
+            self._initializers[tensor.Name().decode()] = tensor
+        self._producers = {
+            node.Outputs(j).decode(): node for node in self.nodes for j in range(node.OutputsLength())
+        }
+        self._constants: dict[str, np.ndarray | None] = {}
+
+    def walk(self) -> Iterator[_Graph]:
+        """This graph, then every subgraph (the `If` branches) depth first."""
+        from ort_flatbuffers_py.fbs.AttributeType import AttributeType
+
+        yield self
+        for node in self.nodes:
+            for a in range(node.AttributesLength()):
+                attribute = node.Attributes(a)
+                if attribute.Type() == AttributeType.GRAPH:
+                    yield from _Graph(attribute.G(), outer=self).walk()
+
+    def parameters_of(self, node, prefix: str) -> Iterator[tuple[str, np.ndarray]]:
+        """(transformers name, value) for each weight input of `node`; none for other nodes."""
+        path = node.Name().decode().strip("/").split("/")[:-1]
+        if not path or path[-1] not in _MODULES:
+            return
+        kind, leaf = _MODULES[path[-1]]
+        op = node.OpType().decode()
+        for index in range(node.InputsLength()):
+            parameter = _PARAMETERS[kind].get((op, index))
+            if parameter is None:
+                continue
+            value = self.constant(node.Inputs(index).decode())
+            if value is None:
+                continue
+            if op == "MatMul":
+                value = value.T  # MatMul weights are (in, out); nn.Linear stores (out, in)
+            elif kind in ("norm", "groupnorm"):
+                value = value.reshape(-1)  # groupnorm's affine is stored as (channels, 1)
+            name = ".".join([*filter(None, [prefix]), *path[:-1], leaf, parameter])
+            yield name, np.array(value, dtype=np.float32, order="C")
+
+    def constant(self, name: str) -> np.ndarray | None:
+        """The value of `name` if it is an initializer or a Cast/Mul/Add chain over them, else None."""
+        if name not in self._constants:
+            self._constants[name] = self._evaluate(name)
+        return self._constants[name]
+
+    def _evaluate(self, name: str) -> np.ndarray | None:
+        if name in self._initializers:
+            return _decode_tensor(self._initializers[name])
+        node = self._producers.get(name)
+        if node is None:
+            return self.outer.constant(name) if self.outer is not None else None
+        op = node.OpType().decode()
+        if op not in _DEQUANT_OPS:
+            return None
+        inputs = [self.constant(node.Inputs(i).decode()) for i in range(node.InputsLength())]
+        if any(x is None for x in inputs):
+            return None
+        if op == "Cast":
+            return inputs[0].astype(_NUMPY_DTYPES[_int_attribute(node, "to")])
+        if op == "Mul":
+            return np.multiply(inputs[0], inputs[1])
+        return np.add(inputs[0], inputs[1])
+
+
+def _int_attribute(node, name: str) -> int:
+    for a in range(node.AttributesLength()):
+        attribute = node.Attributes(a)
+        if attribute.Name().decode() == name:
+            return attribute.I()
+    raise ModelError(f"node {node.Name().decode()}: attribute missing, expected {name!r}, got none")
+
+
+def _decode_tensor(tensor) -> np.ndarray:
+    dtype = _NUMPY_DTYPES.get(tensor.DataType())
+    if dtype is None:
+        raise ModelError(
+            f"initializer {tensor.Name().decode()}: unsupported data type, "
+            f"expected one of {sorted(_NUMPY_DTYPES)}, got {tensor.DataType()}"
+        )
+    dims = [int(d) for d in tensor.DimsAsNumpy()] if not tensor.DimsIsNone() else []
+    raw = tensor.RawDataAsNumpy() if not tensor.RawDataIsNone() else np.zeros(0, np.uint8)
+    return np.frombuffer(raw.tobytes(), dtype=dtype).reshape(dims)

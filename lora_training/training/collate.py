@@ -1,0 +1,83 @@
+"""Turning utterances into batches: labels, length-bucketed batch order, padding.
+
+Labels are the text's tokens plus the end token, padded with -100 and with no start token:
+the model right-shifts them itself (decoder_start_token_id) to build the decoder input.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+IGNORE_INDEX = -100
+
+
+@dataclass
+class Example:
+    """One training utterance, decoded and tokenised once."""
+
+    key: str
+    audio: np.ndarray
+    labels: list[int]
+
+    @property
+    def length(self) -> int:
+        return len(self.audio)
+
+
+def encode_labels(tokenizer, text: str, eos_token_id: int) -> list[int]:
+    return [*tokenizer(text, add_special_tokens=False).input_ids, eos_token_id]
+
+
+def bucketed_batches(lengths: list[int], batch_size: int, rng: random.Random, bucket_batches: int = 32) -> list[list[int]]:
+    """Indices grouped into batches of similar length, in random order.
+
+    Shuffle, then sort within windows of `bucket_batches` batches and cut: padding shrinks
+    to the spread inside a window while the order stays random across epochs.
+    """
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    window = batch_size * bucket_batches
+    batches: list[list[int]] = []
+    for start in range(0, len(order), window):
+        chunk = sorted(order[start : start + window], key=lambda i: lengths[i])
+        batches.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
+    rng.shuffle(batches)
+    return batches
+
+
+def pad_labels(label_lists: list[list[int]]) -> torch.Tensor:
+    width = max(len(x) for x in label_lists)
+    out = torch.full((len(label_lists), width), IGNORE_INDEX, dtype=torch.long)
+    for row, labels in enumerate(label_lists):
+        out[row, : len(labels)] = torch.tensor(labels, dtype=torch.long)
+    return out
+
+
+def pad_audio(audios: list[np.ndarray], normalize: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Zero-pad raw 16 kHz audio: what Moonshine's Wav2Vec2 feature extractor does, without its
+    per-call overhead. `normalize` mirrors the extractor's `do_normalize` (off for Moonshine)."""
+    width = max(len(a) for a in audios)
+    values = np.zeros((len(audios), width), dtype=np.float32)
+    mask = torch.zeros((len(audios), width), dtype=torch.long)
+    for row, audio in enumerate(audios):
+        if normalize:
+            audio = (audio - audio.mean()) / np.sqrt(audio.var() + 1e-7)
+        values[row, : len(audio)] = audio
+        mask[row, : len(audio)] = 1
+    return torch.from_numpy(values), mask
+
+
+def pad_encoder_states(states: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stack per-utterance encoder outputs (frames × hidden) with a frame mask for cross-attention."""
+    width = max(s.shape[0] for s in states)
+    hidden = states[0].shape[1]
+    out = states[0].new_zeros((len(states), width, hidden))
+    mask = torch.zeros((len(states), width), dtype=torch.int32)
+    for row, s in enumerate(states):
+        out[row, : s.shape[0]] = s
+        mask[row, : s.shape[0]] = 1
+    return out, mask

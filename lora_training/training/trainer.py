@@ -1,0 +1,407 @@
+"""The training recipe: PEFT LoRA/DoRA on Moonshine, readable top to bottom.
+
+    Trainer(cfg, run_dir).run(resume=...)  =  setup() → train() → cleanup()
+
+Step 0 evaluates the untouched model (the adapter starts as a no-op), so the baseline is the
+first row of `metrics.jsonl`. Every `eval_interval` steps the model transcribes the eval
+manifest greedily and is scored on WER, CER and jargon term recall; `best_adapter/` follows
+the best WER, `adapter/` is the final one. Runs under Hugging Face Accelerate, so
+`accelerate launch --num_processes N` gives DDP without code changes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import random
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from lora_training.config import ExperimentConfig
+from lora_training.data.audio import AudioCache
+from lora_training.data.manifest import Utterance, load_manifest, manifest_hash
+from lora_training.errors import LoraTrainingError
+from lora_training.training.checkpoints import CheckpointManager, restore_rng
+from lora_training.training.collate import (
+    Example,
+    bucketed_batches,
+    encode_labels,
+    pad_audio,
+    pad_encoder_states,
+    pad_labels,
+)
+from lora_training.training.metrics_log import JsonlMetricsLogger, NullMetricsLogger
+from lora_training.training.state import RunState
+
+log = logging.getLogger("lora_training.train")
+
+
+class TrainingDiverged(LoraTrainingError):
+    """The loss became NaN or infinite."""
+
+
+class Trainer:
+    def __init__(self, cfg: ExperimentConfig, run_dir: str | Path):
+        self.cfg = cfg
+        self.run_dir = Path(run_dir)
+        self.state = RunState(self.run_dir)
+        self.checkpoints = CheckpointManager(self.run_dir / "checkpoints", keep=2)
+        self.step = 0
+        self.best: dict[str, Any] | None = None
+        self.evals_since_best = 0
+        self.stop_requested = False
+
+    # --- setup --------------------------------------------------------------------------
+
+    def load_data(self) -> None:
+        """Cheap checks before expensive work: every manifest is validated before the model loads."""
+        cfg = self.cfg
+        problems: list[str] = []
+        loaded: dict[str, list[Utterance]] = {}
+        for name in ("train_manifest", "eval_manifest", "replay_manifest"):
+            path = getattr(cfg, name)
+            if not path:
+                continue
+            try:
+                loaded[name] = load_manifest(path)
+            except LoraTrainingError as e:
+                problems.append(str(e))
+        if problems:
+            raise LoraTrainingError("\n".join(problems))
+        self.train_utts = loaded["train_manifest"]
+        self.eval_utts = loaded["eval_manifest"]
+        self.replay_utts = loaded.get("replay_manifest", [])
+        self.seen_terms = sorted({t for u in self.train_utts for t in (u.terms or [])})
+        self.vocabulary = None
+        if cfg.vocabulary:
+            from lora_training.synth.vocabulary import load_vocabulary
+
+            self.vocabulary = load_vocabulary(cfg.vocabulary).written_forms()
+
+    def setup(self, resume: bool) -> None:
+        from accelerate import Accelerator
+
+        from lora_training.models.adapters import apply_adapter, base_fingerprint
+        from lora_training.models.registry import resolve_model
+
+        cfg = self.cfg
+        self.load_data()
+        torch.set_num_threads(cfg.num_threads or min(os.cpu_count() or 1, 8))
+        self._seed_everything(cfg.seed)
+        self.accelerator = Accelerator(
+            cpu=cfg.device == "cpu",
+            mixed_precision={"fp32": "no", "bf16": "bf16", "fp16": "fp16"}[cfg.precision],
+        )
+        self.is_main = self.accelerator.is_main_process
+        self.metrics = JsonlMetricsLogger(self.run_dir / "metrics.jsonl") if self.is_main else NullMetricsLogger()
+
+        log.info("loading base model %s", cfg.model_id)
+        model, self.processor = resolve_model(cfg.model_id)
+        self.fingerprint = base_fingerprint(model)
+        self.eos_id = model.config.eos_token_id
+        model = apply_adapter(
+            model, r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout, use_dora=cfg.use_dora,
+            sites=cfg.adapter_sites, target_modules=cfg.target_modules,
+        )
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        total = sum(p.numel() for p in model.parameters())
+        log.info("adapter: %s r=%d alpha=%d on %s; %s trainable of %s parameters (%.2f%%)",
+                 "DoRA" if cfg.use_dora else "LoRA", cfg.lora_r, cfg.lora_alpha, cfg.adapter_sites,
+                 f"{trainable:,}", f"{total:,}", 100 * trainable / total)
+
+        # Decode and tokenise every clip once; epochs after the first touch neither disk nor resampler.
+        started = time.perf_counter()
+        audio = AudioCache()
+        tok = self.processor.tokenizer
+        self.train_examples = [Example(u.audio, audio.get(u.audio), encode_labels(tok, u.text, self.eos_id)) for u in self.train_utts]
+        self.replay_examples = [Example(u.audio, audio.get(u.audio), encode_labels(tok, u.text, self.eos_id)) for u in self.replay_utts]
+        self.eval_audio = [audio.get(u.audio) for u in self.eval_utts]
+        log.info("decoded %d train, %d replay, %d eval clips in %.1fs", len(self.train_examples),
+                 len(self.replay_examples), len(self.eval_audio), time.perf_counter() - started)
+        self._check_label_lengths(model.config.max_position_embeddings)
+
+        # With no adapter in the encoder its output for a clip never changes: compute it once,
+        # without gradients, and train only the decoder on the cached states.
+        self.cache_encoder = cfg.adapter_sites == "decoder"
+        self.encoder_cache: dict[str, torch.Tensor] = {}
+        self.normalize_audio = bool(getattr(self.processor.feature_extractor, "do_normalize", False))
+
+        params = [p for p in model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, self._lr_factor)
+        self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
+        self.micro_batches_per_epoch = None
+
+        if resume:
+            self._resume()
+
+    def _check_label_lengths(self, positions: int) -> None:
+        too_long = [(u, len(e.labels)) for u, e in zip(self.train_utts, self.train_examples) if len(e.labels) >= positions]
+        if too_long:
+            u, n = too_long[0]
+            raise LoraTrainingError(
+                f"utterance {u.id}: transcript has {n} tokens, expected fewer than the model's {positions} "
+                f"positions ({len(too_long)} such utterance(s)); split long recordings"
+            )
+
+    def _lr_factor(self, step: int) -> float:
+        """Linear warmup, then linear decay to 10% of the peak at max_steps."""
+        cfg = self.cfg
+        if step < cfg.warmup_steps:
+            return (step + 1) / (cfg.warmup_steps + 1)
+        progress = (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps)
+        return max(0.1, 1.0 - 0.9 * progress)
+
+    @staticmethod
+    def _seed_everything(seed: int) -> None:
+        random.seed(seed)
+        np.random.seed(seed % 2**32)
+        torch.manual_seed(seed)
+
+    def _resume(self) -> None:
+        from peft import set_peft_model_state_dict
+
+        folder = self.checkpoints.latest()
+        if folder is None:
+            log.info("no checkpoint in %s: starting from step 0", self.checkpoints.root)
+            return
+        ckpt = self.checkpoints.load(folder)
+        set_peft_model_state_dict(self.accelerator.unwrap_model(self.model), ckpt["adapter"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        restore_rng(ckpt["rng"])
+        self.step = ckpt["step"]
+        self.best = ckpt.get("best")
+        self.evals_since_best = ckpt.get("evals_since_best", 0)
+        log.info("resumed from %s at step %d", folder.name, self.step)
+
+    # --- data order ----------------------------------------------------------------------
+
+    def _epoch_batches(self, epoch: int) -> list[list[Example]]:
+        """Batches of one epoch, a pure function of (seed, epoch): a resumed run sees the same order."""
+        rng = random.Random(self.cfg.seed * 100_003 + epoch)
+        pool = list(self.train_examples)
+        if self.replay_examples and self.cfg.replay_ratio > 0:
+            n = min(len(self.replay_examples), round(self.cfg.replay_ratio * len(pool)))
+            pool += rng.sample(self.replay_examples, n)
+        order = bucketed_batches([e.length for e in pool], self.cfg.batch_size, rng)
+        return [[pool[i] for i in batch] for batch in order]
+
+    def micro_batch(self, index: int) -> list[Example]:
+        """The `index`-th micro-batch of this process: ranks take interleaved batches."""
+        world, rank = self.accelerator.num_processes, self.accelerator.process_index
+        if self.micro_batches_per_epoch is None:
+            self.micro_batches_per_epoch = len(self._epoch_batches(0)) // world
+            if self.micro_batches_per_epoch == 0:
+                raise LoraTrainingError(
+                    f"{self.cfg.train_manifest}: {len(self.train_examples)} utterances, expected at least "
+                    f"one batch per process ({world} process(es) × batch {self.cfg.batch_size})"
+                )
+        epoch, offset = divmod(index, self.micro_batches_per_epoch)
+        if getattr(self, "_epoch_cache", (None,))[0] != epoch:
+            self._epoch_cache = (epoch, self._epoch_batches(epoch))
+        return self._epoch_cache[1][offset * world + rank]
+
+    # --- one step ------------------------------------------------------------------------
+
+    def _encoder_states(self, examples: list[Example]):
+        from transformers.models.moonshine.modeling_moonshine import MoonshineEncoderModelOutput
+
+        encoder = self.accelerator.unwrap_model(self.model).get_base_model().get_encoder()
+        missing = [e for e in examples if e.key not in self.encoder_cache]
+        if missing:
+            with torch.no_grad():
+                for e in missing:
+                    values, _ = pad_audio([e.audio], normalize=self.normalize_audio)
+                    out = encoder(input_values=values.to(self.accelerator.device))
+                    self.encoder_cache[e.key] = out.last_hidden_state[0].detach()
+        hidden, mask = pad_encoder_states([self.encoder_cache[e.key] for e in examples])
+        return MoonshineEncoderModelOutput(last_hidden_state=hidden, attention_mask=mask.to(hidden.device))
+
+    def _loss(self, examples: list[Example]) -> torch.Tensor:
+        labels = pad_labels([e.labels for e in examples]).to(self.accelerator.device)
+        with self.accelerator.autocast():
+            if self.cache_encoder:
+                out = self.model(encoder_outputs=self._encoder_states(examples), labels=labels)
+            else:
+                values, mask = pad_audio([e.audio for e in examples], normalize=self.normalize_audio)
+                out = self.model(input_values=values.to(self.accelerator.device),
+                                 attention_mask=mask.to(self.accelerator.device), labels=labels)
+        return out.loss
+
+    def train_step(self) -> float:
+        """One optimizer step over `grad_accum` micro-batches; returns the mean loss."""
+        cfg = self.cfg
+        total = 0.0
+        for k in range(cfg.grad_accum):
+            examples = self.micro_batch(self.step * cfg.grad_accum + k)
+            sync = k == cfg.grad_accum - 1
+            with self.accelerator.no_sync(self.model) if not sync else contextlib.nullcontext():
+                loss = self._loss(examples)
+                if not torch.isfinite(loss):
+                    raise TrainingDiverged(f"step {self.step + 1}: loss became {loss.item()}, expected a finite number; "
+                                           f"lower --lr (now {cfg.lr}) or check the data")
+                self.accelerator.backward(loss / cfg.grad_accum)
+            total += loss.item()
+        if cfg.max_grad_norm > 0:
+            self.accelerator.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return total / cfg.grad_accum
+
+    # --- evaluation ----------------------------------------------------------------------
+
+    def evaluate(self) -> dict[str, Any]:
+        """Greedy transcripts of the eval manifest, scored like the final evaluation."""
+        from lora_training.evaluation.metrics import score
+        from lora_training.evaluation.transcribe import greedy_transcribe
+
+        started = time.perf_counter()
+        model = self.accelerator.unwrap_model(self.model)
+        hyps = greedy_transcribe(model, self.processor, self.eval_audio, batch_size=self.cfg.eval_batch_size)
+        refs = [u.text for u in self.eval_utts]
+        terms = None if all(u.terms is None for u in self.eval_utts) else [u.terms or [] for u in self.eval_utts]
+        summary = score(refs, hyps, terms=terms, seen_terms=self.seen_terms, vocabulary=self.vocabulary)
+        result = {k: v for k, v in summary.items() if k != "per_utterance"}
+        result["eval_seconds"] = round(time.perf_counter() - started, 2)
+        result["samples"] = [{"ref": r, "hyp": h} for r, h in list(zip(refs, hyps))[:3]]
+        return result
+
+    def _after_eval(self, result: dict[str, Any]) -> None:
+        wer = result["wer"]
+        term = result.get("term_recall", {}).get("recall")
+        log.info("eval step %d: WER %.2f%%  CER %.2f%%  term recall %s  (%.1fs)", self.step, 100 * wer,
+                 100 * result["cer"], "n/a" if term is None else f"{100 * term:.1f}%", result["eval_seconds"])
+        for s in result["samples"]:
+            log.info("  ref: %s\n  hyp: %s", s["ref"], s["hyp"])
+        self.metrics.log("eval", self.step, **result)
+        if self.best is None or wer < self.best["wer"]:
+            self.best = {"step": self.step, "wer": wer, "term_recall": term}
+            self.evals_since_best = 0
+            self._save_adapter(self.run_dir / "best_adapter")
+        else:
+            self.evals_since_best += 1
+        self.state.update(last_eval={"step": self.step, "wer": wer, "cer": result["cer"], "term_recall": term},
+                          best=self.best)
+
+    def _save_adapter(self, folder: Path) -> None:
+        from lora_training.models.adapters import save_adapter
+
+        cfg = self.cfg
+        manifests = {name: {"path": getattr(cfg, name), "sha256": manifest_hash(getattr(cfg, name))}
+                     for name in ("train_manifest", "replay_manifest") if getattr(cfg, name)}
+        save_adapter(
+            self.accelerator.unwrap_model(self.model), folder, base_model=cfg.model_id, fingerprint=self.fingerprint,
+            info={"step": self.step, "manifests": manifests, "train_terms": self.seen_terms,
+                  "config": cfg.to_dict(), "best": self.best},
+        )
+
+    def _checkpoint(self) -> None:
+        from peft import get_peft_model_state_dict
+
+        self.checkpoints.save(
+            self.step,
+            adapter=get_peft_model_state_dict(self.accelerator.unwrap_model(self.model)),
+            optimizer=self.optimizer.state_dict(),
+            scheduler=self.scheduler.state_dict(),
+            extra={"best": self.best, "evals_since_best": self.evals_since_best},
+        )
+        self.state.update(last_checkpoint=self.step)
+
+    # --- the loop ------------------------------------------------------------------------
+
+    def train(self) -> str:
+        """Runs to max_steps (or early stop, or a stop request); returns the final phase."""
+        cfg = self.cfg
+        main = self.is_main
+        if self.step == 0:
+            self._eval_and_record()
+        window_start, window_steps = time.perf_counter(), 0
+        run_started, run_start_step = time.perf_counter(), self.step
+        while self.step < cfg.max_steps:
+            if self.stop_requested:
+                if main:
+                    self._checkpoint()
+                log.info("stop requested: checkpointed at step %d", self.step)
+                return "stopped"
+            self.model.train()
+            loss = self.train_step()
+            self.step += 1
+            window_steps += 1
+            if main and (self.step % cfg.log_interval == 0 or self.step == cfg.max_steps):
+                now = time.perf_counter()
+                utt_s = window_steps * cfg.batch_size * cfg.grad_accum * self.accelerator.num_processes / (now - window_start)
+                sec_per_step = (now - run_started) / (self.step - run_start_step)
+                eta = sec_per_step * (cfg.max_steps - self.step)
+                lr = self.scheduler.get_last_lr()[0]
+                log.info("step %d/%d  loss %.4f  lr %.2e  %.2f utt/s  %.2fs/step  ETA %s", self.step, cfg.max_steps,
+                         loss, lr, utt_s, sec_per_step, _hms(eta))
+                self.metrics.log("train", self.step, loss=loss, lr=lr, utt_per_s=round(utt_s, 3),
+                                 sec_per_step=round(sec_per_step, 3))
+                self.state.update(step=self.step, loss=loss, lr=lr, sec_per_step=sec_per_step, eta_seconds=eta)
+                window_start, window_steps = now, 0
+            if self.step % cfg.eval_interval == 0 or self.step == cfg.max_steps:
+                self._eval_and_record()
+            if main and (self.step % cfg.effective_checkpoint_interval == 0 or self.step == cfg.max_steps):
+                self._checkpoint()
+            if cfg.early_stop_patience and self.evals_since_best >= cfg.early_stop_patience:
+                log.info("early stop: %d evals without a better WER (best %.2f%% at step %d)",
+                         self.evals_since_best, 100 * self.best["wer"], self.best["step"])
+                if main:
+                    self._checkpoint()
+                    self.state.update(early_stopped=True)
+                break
+        if main:
+            self._save_adapter(self.run_dir / "adapter")
+        return "completed"
+
+    def _eval_and_record(self) -> None:
+        if self.is_main:
+            self._after_eval(self.evaluate())
+        self.accelerator.wait_for_everyone()
+
+    def request_stop(self, signum=None, frame=None) -> None:
+        self.stop_requested = True
+
+    def cleanup(self) -> None:
+        self.metrics.close()
+        if hasattr(self, "accelerator"):
+            self.accelerator.end_training()
+
+    def run(self, resume: bool = False) -> str:
+        """The whole life of a run, reflected in state.json; returns the final phase."""
+        signal.signal(signal.SIGTERM, self.request_stop)
+        signal.signal(signal.SIGINT, self.request_stop)
+        self.state.update(phase="running", pid=os.getpid(), started_at=time.time(), error=None,
+                          max_steps=self.cfg.max_steps, step=self.step)
+        try:
+            self.setup(resume=resume)
+            self.state.update(step=self.step)
+            phase = self.train()
+        except Exception as e:
+            failed_step = self.step
+            log.exception("run failed at step %d", failed_step)
+            self.state.update(phase="failed", error=str(e), failed_step=failed_step, ended_at=time.time())
+            return "failed"
+        finally:
+            self.cleanup()
+        adapters = {name: str(self.run_dir / name) for name in ("adapter", "best_adapter") if (self.run_dir / name).is_dir()}
+        self.state.update(phase=phase, step=self.step, ended_at=time.time(), adapters=adapters)
+        log.info("run %s at step %d; best WER %s", phase, self.step,
+                 "n/a" if not self.best else f"{100 * self.best['wer']:.2f}% (step {self.best['step']})")
+        return phase
+
+
+def _hms(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "?"
+    seconds = int(seconds)
+    return f"{seconds // 3600:d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
