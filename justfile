@@ -15,6 +15,26 @@ split-dataset *ARGS:
 models-check *ARGS:
     {{python}} main.py models check "$@"
 
+# train an adapter in the background: just run-experiment NAME --max-steps 500 ...
+run-experiment NAME *ARGS:
+    {{python}} main.py run-experiment "$@"
+
+# stream a run's log until it ends (exit code = outcome)
+poll NAME *ARGS:
+    {{python}} main.py poll "$@"
+
+# one run in detail, or every run under outputs/ when NAME is omitted
+status *ARGS:
+    {{python}} main.py status "$@"
+
+# checkpoint and stop a running experiment
+stop NAME *ARGS:
+    {{python}} main.py stop "$@"
+
+# check manifests (all problems at once, with file:line)
+validate-manifest +PATHS:
+    {{python}} main.py validate-manifest "$@"
+
 # the end-to-end demo on the embedded model, offline
 demo:
     {{python}} main.py demo

@@ -7,6 +7,7 @@ so `--help` and `status` answer instantly.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import traceback
@@ -118,6 +119,113 @@ def _add_model_commands(sub) -> None:
     c.set_defaults(handler=_cmd_models_check)
 
 
+# --- experiments ------------------------------------------------------------------------
+
+def _add_config_options(p) -> None:
+    """One option per ExperimentConfig field; defaults and help come from the dataclass."""
+    from lora_training.config import config_fields
+
+    for f in config_fields():
+        flag = "--" + f.name.replace("_", "-")
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        help_text = f"{f.metadata['help']} (default: {default})"
+        if f.type in (bool, "bool"):
+            p.add_argument(flag, dest=f.name, action="store_true", default=argparse.SUPPRESS, help=help_text)
+        elif f.name == "target_modules":
+            p.add_argument(flag, dest=f.name, nargs="+", default=argparse.SUPPRESS, help=help_text)
+        else:
+            kind = {"int": int, "float": float}.get(str(f.type), str)
+            p.add_argument(flag, dest=f.name, type=kind, choices=f.metadata.get("choices"),
+                           default=argparse.SUPPRESS, help=help_text)
+
+
+def _given_config(args) -> dict:
+    from lora_training.config import config_fields
+
+    return {f.name: getattr(args, f.name) for f in config_fields() if hasattr(args, f.name)}
+
+
+def _cmd_run_experiment(args) -> int:
+    from lora_training.config import ExperimentConfig
+    from lora_training.runners.experiment import EXIT_CODES, start_experiment
+
+    given = _given_config(args)
+    if args.resume:
+        cfg = None
+        if given:
+            from lora_training.runners.experiment import run_dir_for
+
+            saved = ExperimentConfig.load(run_dir_for(args.name, args.outputs) / "config.json")
+            cfg = ExperimentConfig.from_dict({**saved.to_dict(), **given}).with_absolute_paths()
+    else:
+        cfg = ExperimentConfig(**given).with_absolute_paths()
+    info = start_experiment(args.name, cfg, outputs=args.outputs, resume=args.resume, overwrite=args.overwrite,
+                            foreground=args.foreground)
+    if args.foreground:
+        print(f"{args.name}: {info['phase']} (log: {info['log']})")
+        return EXIT_CODES[info["phase"]]
+    print(f"{args.name}: started pid {info['pid']}; log: {info['log']}")
+    print(f"follow it with `just poll {args.name}`, check it with `just status {args.name}`")
+    return 0
+
+
+def _cmd_status(args) -> int:
+    from lora_training.runners.experiment import status
+    from lora_training.reporting.status_view import render_status
+
+    rows = status(args.name, outputs=args.outputs)
+    if args.json:
+        _print_json(rows if args.name is None else rows[0])
+    else:
+        print(render_status(rows, detailed=args.name is not None))
+    return 0
+
+
+def _cmd_poll(args) -> int:
+    from lora_training.runners.experiment import poll
+
+    return poll(args.name, outputs=args.outputs, from_start=not args.new_only)
+
+
+def _cmd_stop(args) -> int:
+    from lora_training.runners.experiment import stop
+
+    state = stop(args.name, outputs=args.outputs, timeout=args.timeout)
+    print(f"{args.name}: {state['phase']} at step {state.get('step')}")
+    return 0
+
+
+def _add_experiment_commands(sub) -> None:
+    p = sub.add_parser("run-experiment", help="train an adapter in the background (or --foreground)",
+                       formatter_class=_Formatter)
+    p.add_argument("name", help="experiment name: its folder is OUTPUTS/NAME")
+    p.add_argument("--outputs", default="outputs", help="folder holding experiment folders")
+    p.add_argument("--foreground", action="store_true", help="run in this terminal instead of detaching")
+    p.add_argument("--resume", action="store_true", help="continue a stopped/crashed run from its last checkpoint")
+    p.add_argument("--overwrite", action="store_true", help="delete an earlier run of this name first")
+    _add_config_options(p.add_argument_group("experiment config"))
+    p.set_defaults(handler=_cmd_run_experiment)
+
+    p = sub.add_parser("status", help="phase, progress and WER of one run, or of every run", formatter_class=_Formatter)
+    p.add_argument("name", nargs="?", default=None, help="experiment name (all runs when omitted)")
+    p.add_argument("--outputs", default="outputs", help="folder holding experiment folders")
+    p.add_argument("--json", action="store_true", help="print the state as JSON")
+    p.set_defaults(handler=_cmd_status)
+
+    p = sub.add_parser("poll", help="stream a run's log until it ends; exit code = outcome "
+                       "(0 completed, 1 failed, 2 crashed, 3 stopped)", formatter_class=_Formatter)
+    p.add_argument("name", help="experiment name")
+    p.add_argument("--outputs", default="outputs", help="folder holding experiment folders")
+    p.add_argument("--new-only", action="store_true", help="skip the log written so far")
+    p.set_defaults(handler=_cmd_poll)
+
+    p = sub.add_parser("stop", help="checkpoint and stop a running experiment", formatter_class=_Formatter)
+    p.add_argument("name", help="experiment name")
+    p.add_argument("--outputs", default="outputs", help="folder holding experiment folders")
+    p.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for the run to stop")
+    p.set_defaults(handler=_cmd_stop)
+
+
 # --- demo -------------------------------------------------------------------------------
 
 def _cmd_demo(args) -> int:
@@ -144,6 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_data_commands(sub)
     _add_model_commands(sub)
+    _add_experiment_commands(sub)
     _add_demo_command(sub)
     return parser
 

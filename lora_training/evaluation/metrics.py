@@ -147,7 +147,7 @@ def term_recall(
     hits: Counter[str] = Counter()
     totals: Counter[str] = Counter()
     alarms: Counter[str] = Counter()
-    vocab = sorted(set(vocabulary)) if vocabulary is not None else None
+    vocab = list(vocabulary) if vocabulary is not None else None
     for ref_terms, hyp in zip(refs_terms, hyps):
         totals.update(ref_terms)
         hits.update(_match_terms(ref_terms, hyp)[0])

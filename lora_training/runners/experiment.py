@@ -91,25 +91,11 @@ def tail(path: Path, lines: int) -> list[str]:
 
 # --- start ------------------------------------------------------------------------------
 
-def _validate_inputs(cfg: ExperimentConfig) -> None:
-    """Manifests and audio are checked before anything is spawned or loaded."""
-    from lora_training.data.manifest import load_manifest
-
-    problems = []
-    for name in ("train_manifest", "eval_manifest", "replay_manifest"):
-        path = getattr(cfg, name)
-        if path:
-            try:
-                load_manifest(path)
-            except LoraTrainingError as e:
-                problems.append(str(e))
-    if problems:
-        raise LoraTrainingError("\n".join(problems))
-
-
 def start_experiment(name: str, cfg: ExperimentConfig | None, *, outputs: str | Path = DEFAULT_OUTPUTS,
                      resume: bool = False, overwrite: bool = False, foreground: bool = False) -> dict[str, Any]:
     """Start (or resume) a run; returns {run_dir, log, pid, phase}. `cfg=None` with resume reuses config.json."""
+    from lora_training.training.trainer import load_manifests
+
     run_dir = run_dir_for(name, outputs)
     state = effective_state(run_dir)
     if state and state.get("phase") in ACTIVE:
@@ -129,10 +115,12 @@ def start_experiment(name: str, cfg: ExperimentConfig | None, *, outputs: str | 
             shutil.rmtree(run_dir)
         if cfg is None:
             raise ConfigError("config: expected an experiment config for a new run, got none")
-    _validate_inputs(cfg)
+    load_manifests(cfg)  # cheap checks before anything is spawned or loaded
     run_dir.mkdir(parents=True, exist_ok=True)
     cfg.save(run_dir / "config.json")
-    RunState(run_dir).update(phase="queued", name=name, pid=None, pid_started=None, error=None,
+    me = os.getpid()
+    RunState(run_dir).update(phase="queued", name=name, pid=me if foreground else None,
+                             pid_started=_process_start_time(me) if foreground else None, error=None,
                              max_steps=cfg.max_steps, queued_at=time.time())
     log_path = run_dir / LOG_FILE
     if foreground:
@@ -161,8 +149,12 @@ def run_in_process(run_dir: Path, *, resume: bool, echo: bool) -> str:
         handlers.append(logging.FileHandler(run_dir / LOG_FILE, encoding="utf-8"))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S",
                         handlers=handlers, force=True)
-    cfg = ExperimentConfig.load(run_dir / "config.json")
-    trainer = Trainer(cfg, run_dir)
+    try:
+        trainer = Trainer(ExperimentConfig.load(run_dir / "config.json"), run_dir)
+    except LoraTrainingError as e:
+        logging.getLogger("lora_training.train").error("cannot start: %s", e)
+        RunState(run_dir).update(phase="failed", error=str(e), ended_at=time.time())
+        return "failed"
     if trainer.is_main:
         trainer.state.update(pid=os.getpid(), pid_started=psutil.Process().create_time())
     return trainer.run(resume=resume)

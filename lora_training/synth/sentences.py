@@ -166,7 +166,7 @@ def generate_sentences(
     max_slots = min(_MAX_SLOTS, len(written))
     if min_per_term < 0:
         raise ConfigError(f"min_per_term: must not be negative, expected 0 or more, got {min_per_term}")
-    minimum = max(1, min_per_term, math.ceil(len(written) * min_per_term / max_slots))
+    minimum = max(1, math.ceil(len(written) * min_per_term / max_slots))
     if count < minimum:
         raise ConfigError(
             f"count: too few sentences to cover {len(written)} terms {min_per_term} times each "

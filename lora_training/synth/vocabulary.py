@@ -71,9 +71,13 @@ def load_vocabulary(path: str | Path) -> Vocabulary:
     try:
         text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError as e:
-        raise ConfigError(f"{path}: vocabulary file not found, expected a 'written | spoken' text file, got no file") from e
+        raise ConfigError(
+            f"{path}: vocabulary file not found, expected a 'written | spoken' text file, got no file"
+        ) from e
     except UnicodeDecodeError as e:
-        raise ConfigError(f"{path}: unreadable vocabulary, expected UTF-8 text, got {e.reason} at byte {e.start}") from e
+        raise ConfigError(
+            f"{path}: unreadable vocabulary, expected UTF-8 text, got {e.reason} at byte {e.start}"
+        ) from e
     return parse_vocabulary(text, source=path)
 
 
@@ -91,23 +95,20 @@ def parse_vocabulary(text: str, source: str | Path = "<string>") -> Vocabulary:
         if not any(parts):
             problems.append(f"{where}: '|' with nothing around it, expected 'written | spoken', got {line!r}")
             continue
-        line_problems = []
         if not written:
-            line_problems.append(f"{where}: empty written form, expected text before the first '|', got {line!r}")
+            problems.append(f"{where}: empty written form, expected text before the first '|', got {line!r}")
         for index, alternative in enumerate(spoken, start=1):
             if not alternative:
-                line_problems.append(
+                problems.append(
                     f"{where}: empty spoken form #{index}, expected text between '|' separators, got {line!r}"
                 )
         if written in first_line:
-            line_problems.append(
+            problems.append(
                 f"{where}: duplicate written form {written!r}, expected each term once, "
                 f"got it again (first on line {first_line[written]})"
             )
-        problems.extend(line_problems)
-        if line_problems:
-            continue
-        first_line[written] = number
+        elif written:
+            first_line[written] = number
         terms.append(Term(written=written, spoken=spoken or [written], line=number))
     if not terms and not problems:
         problems.append(f"{source}: no terms, expected at least one 'written | spoken' line, got none")

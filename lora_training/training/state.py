@@ -39,3 +39,14 @@ class RunState:
         self.data.update(fields, updated_at=time.time())
         atomic_write_json(self.path, self.data)
         return self.data
+
+
+class NullRunState:
+    """For non-main ranks: same interface, writes nothing."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, Any] = {}
+
+    def update(self, **fields: Any) -> dict[str, Any]:
+        self.data.update(fields)
+        return self.data

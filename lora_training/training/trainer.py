@@ -38,7 +38,7 @@ from lora_training.training.collate import (
     pad_labels,
 )
 from lora_training.training.metrics_log import JsonlMetricsLogger, NullMetricsLogger
-from lora_training.training.state import RunState
+from lora_training.training.state import NullRunState, RunState
 
 log = logging.getLogger("lora_training.train")
 
@@ -47,34 +47,43 @@ class TrainingDiverged(LoraTrainingError):
     """The loss became NaN or infinite."""
 
 
+def load_manifests(cfg: ExperimentConfig) -> dict[str, list[Utterance]]:
+    """Every manifest of the config, validated (audio included); all problems in one error."""
+    problems: list[str] = []
+    loaded: dict[str, list[Utterance]] = {}
+    for name in ("train_manifest", "eval_manifest", "replay_manifest"):
+        path = getattr(cfg, name)
+        if not path:
+            continue
+        try:
+            loaded[name] = load_manifest(path)
+        except LoraTrainingError as e:
+            problems.append(str(e))
+    if problems:
+        raise LoraTrainingError("\n".join(problems))
+    return loaded
+
+
 class Trainer:
     def __init__(self, cfg: ExperimentConfig, run_dir: str | Path):
         self.cfg = cfg
         self.run_dir = Path(run_dir)
-        self.state = RunState(self.run_dir)
+        # Under `accelerate launch` only rank 0 writes the run's files.
+        self.is_main = int(os.environ.get("RANK", "0")) == 0
+        self.state = RunState(self.run_dir) if self.is_main else NullRunState()
         self.checkpoints = CheckpointManager(self.run_dir / "checkpoints", keep=2)
         self.step = 0
         self.best: dict[str, Any] | None = None
         self.evals_since_best = 0
         self.stop_requested = False
+        self.metrics = NullMetricsLogger()
 
     # --- setup --------------------------------------------------------------------------
 
     def load_data(self) -> None:
         """Cheap checks before expensive work: every manifest is validated before the model loads."""
         cfg = self.cfg
-        problems: list[str] = []
-        loaded: dict[str, list[Utterance]] = {}
-        for name in ("train_manifest", "eval_manifest", "replay_manifest"):
-            path = getattr(cfg, name)
-            if not path:
-                continue
-            try:
-                loaded[name] = load_manifest(path)
-            except LoraTrainingError as e:
-                problems.append(str(e))
-        if problems:
-            raise LoraTrainingError("\n".join(problems))
+        loaded = load_manifests(cfg)
         self.train_utts = loaded["train_manifest"]
         self.eval_utts = loaded["eval_manifest"]
         self.replay_utts = loaded.get("replay_manifest", [])
@@ -99,7 +108,6 @@ class Trainer:
             cpu=cfg.device == "cpu",
             mixed_precision={"fp32": "no", "bf16": "bf16", "fp16": "fp16"}[cfg.precision],
         )
-        self.is_main = self.accelerator.is_main_process
         self.metrics = JsonlMetricsLogger(self.run_dir / "metrics.jsonl") if self.is_main else NullMetricsLogger()
 
         log.info("loading base model %s", cfg.model_id)
@@ -277,7 +285,7 @@ class Trainer:
 
     def _after_eval(self, result: dict[str, Any]) -> None:
         wer = result["wer"]
-        term = result.get("term_recall", {}).get("recall")
+        term = result["term_recall"]["overall"]["recall"]
         log.info("eval step %d: WER %.2f%%  CER %.2f%%  term recall %s  (%.1fs)", self.step, 100 * wer,
                  100 * result["cer"], "n/a" if term is None else f"{100 * term:.1f}%", result["eval_seconds"])
         for s in result["samples"]:
