@@ -14,7 +14,6 @@ import traceback
 
 from lora_training.errors import LoraTrainingError
 
-DEFAULT_MODEL_ID = "UsefulSensors/moonshine-tiny"
 
 
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):

@@ -1,8 +1,8 @@
 """The embedded default model: Moonshine base (English) rebuilt as a transformers model from the
 int8 ONNX Runtime graphs inside the moonshine-cpp wheel, so the toolkit works with no network.
 
-The conversion runs once (~15 s) and leaves an ordinary `save_pretrained` folder in the cache;
-every later load is a plain `from_pretrained` of that folder.
+The conversion runs once (~4 s after the library imports) and leaves an ordinary
+`save_pretrained` folder in the cache; every later load is a plain `from_pretrained` of it.
 
 How the graphs map to transformers: each int8 weight reaches its consumer through a constant
 chain Cast → Mul(scale) → Add(zero_point), which we evaluate in float32 exactly as onnxruntime
@@ -170,6 +170,8 @@ def embedded_model_dir(name: str = "moonshine-base", rebuild: bool = False) -> P
     with _file_lock(final.with_name(f".{final.name}.lock")):
         if _is_complete(final) and not rebuild:
             return final
+        for stale in final.parent.glob(f".{final.name}.*.tmp"):  # left by a killed build; we hold the lock
+            shutil.rmtree(stale, ignore_errors=True)
         staging = staging_dir(final)
         try:
             _build(name, staging)

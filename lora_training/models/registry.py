@@ -43,7 +43,9 @@ def _classify(ref: str) -> tuple[str, str]:
             raise ModelError(f"model {ref}: not a save_pretrained folder, expected {path / 'config.json'}, got none")
         return "folder", str(path.resolve())
     if ref.startswith((".", "/", "~")) or "\\" in ref or ref.count("/") > 1:
-        raise ModelError(f"model {ref}: folder not found, expected a hub id, a local folder or {EMBEDDED_PREFIX}moonshine-base")
+        raise ModelError(
+            f"model {ref}: folder not found, expected a hub id, a local folder or {EMBEDDED_PREFIX}moonshine-base"
+        )
     return "hub", ref
 
 

@@ -102,6 +102,7 @@ class Trainer:
 
         cfg = self.cfg
         self.load_data()
+        _quiet_libraries()
         torch.set_num_threads(cfg.num_threads or min(os.cpu_count() or 1, 8))
         self._seed_everything(cfg.seed)
         self.accelerator = Accelerator(
@@ -247,23 +248,25 @@ class Trainer:
     def train_step(self) -> float:
         """One optimizer step over `grad_accum` micro-batches; returns the mean loss."""
         cfg = self.cfg
-        total = 0.0
+        total = torch.zeros((), device=self.accelerator.device)
         for k in range(cfg.grad_accum):
             examples = self.micro_batch(self.step * cfg.grad_accum + k)
             sync = k == cfg.grad_accum - 1
             with self.accelerator.no_sync(self.model) if not sync else contextlib.nullcontext():
                 loss = self._loss(examples)
-                if not torch.isfinite(loss):
-                    raise TrainingDiverged(f"step {self.step + 1}: loss became {loss.item()}, expected a finite number; "
-                                           f"lower --lr (now {cfg.lr}) or check the data")
                 self.accelerator.backward(loss / cfg.grad_accum)
-            total += loss.item()
+            total += loss.detach()
+        # Every rank sees the same mean loss, so a NaN on any rank fails them all together.
+        mean = self.accelerator.reduce(total / cfg.grad_accum, reduction="mean").item()
+        if not math.isfinite(mean):
+            raise TrainingDiverged(f"step {self.step + 1}: loss became {mean}, expected a finite number; "
+                                   f"lower --lr (now {cfg.lr}) or check the data")
         if cfg.max_grad_norm > 0:
             self.accelerator.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
-        return total / cfg.grad_accum
+        return mean
 
     # --- evaluation ----------------------------------------------------------------------
 
@@ -335,7 +338,8 @@ class Trainer:
         window_start, window_steps = time.perf_counter(), 0
         run_started, run_start_step = time.perf_counter(), self.step
         while self.step < cfg.max_steps:
-            if self.stop_requested:
+            (stop,) = self._agree(self.stop_requested)
+            if stop:
                 if main:
                     self._checkpoint()
                 log.info("stop requested: checkpointed at step %d", self.step)
@@ -360,16 +364,37 @@ class Trainer:
                 self._eval_and_record()
             if main and (self.step % cfg.effective_checkpoint_interval == 0 or self.step == cfg.max_steps):
                 self._checkpoint()
-            if cfg.early_stop_patience and self.evals_since_best >= cfg.early_stop_patience:
-                log.info("early stop: %d evals without a better WER (best %.2f%% at step %d)",
-                         self.evals_since_best, 100 * self.best["wer"], self.best["step"])
+            (early,) = self._agree(bool(cfg.early_stop_patience) and self.evals_since_best >= cfg.early_stop_patience)
+            if early:
+                log.info("early stop: %d evals without a better WER", cfg.early_stop_patience)
                 if main:
                     self._checkpoint()
                     self.state.update(early_stopped=True)
                 break
         if main:
             self._save_adapter(self.run_dir / "adapter")
+        log.info("rank %d adapter checksum %s", self.accelerator.process_index, self._adapter_checksum())
         return "completed"
+
+    def _agree(self, *flags: bool) -> list[bool]:
+        """Ranks act together: a flag raised on any rank (a stop signal, early stop) holds on all."""
+        if self.accelerator.num_processes == 1:
+            return list(flags)
+        votes = torch.tensor([float(f) for f in flags], device=self.accelerator.device)
+        return [bool(v > 0) for v in self.accelerator.reduce(votes, reduction="sum")]
+
+    def _adapter_checksum(self) -> str:
+        """Digest of this rank's adapter weights: under DDP every rank must print the same one."""
+        import hashlib
+
+        from peft import get_peft_model_state_dict
+
+        state = get_peft_model_state_dict(self.accelerator.unwrap_model(self.model))
+        h = hashlib.sha256()
+        for key in sorted(state):
+            h.update(key.encode())
+            h.update(state[key].detach().cpu().to(torch.float32).numpy().tobytes())
+        return h.hexdigest()[:16]
 
     def _eval_and_record(self) -> None:
         if self.is_main:
@@ -406,6 +431,16 @@ class Trainer:
         log.info("run %s at step %d; best WER %s", phase, self.step,
                  "n/a" if not self.best else f"{100 * self.best['wer']:.2f}% (step {self.best['step']})")
         return phase
+
+
+def _quiet_libraries() -> None:
+    """Keep train.log readable: no weight-loading progress bars or deprecation chatter from libraries."""
+    import warnings
+
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
 
 
 def _hms(seconds: float) -> str:

@@ -104,3 +104,12 @@ def test_unknown_name_is_rejected_before_any_work(monkeypatch):
     monkeypatch.setattr(embedded, "_build", lambda *a: pytest.fail("built an unknown model"))
     with pytest.raises(ModelError, match="expected one of embedded:moonshine-base, got 'large'"):
         embedded.embedded_model_dir("large")
+
+
+def test_staging_left_by_a_killed_build_is_removed(fake_build):
+    final = embedded.embedded_cache_path()
+    stale = final.parent / f".{final.name}.killed.tmp"
+    stale.mkdir(parents=True)
+    (stale / "model.safetensors").write_text("half")
+    embedded.embedded_model_dir()
+    assert not stale.exists()
