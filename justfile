@@ -9,36 +9,36 @@ default:
 
 # split data/my_voice_all.jsonl into train/eval manifests (defaults: 80/20, seed 42)
 split-dataset *ARGS:
-    {{python}} main.py split-dataset "$@"
+    @{{python}} main.py split-dataset "$@"
 
 # load a model reference and transcribe a test clip (default: embedded:moonshine-base)
 models-check *ARGS:
-    {{python}} main.py models check "$@"
+    @{{python}} main.py models check "$@"
 
 # train an adapter in the background: just run-experiment NAME --max-steps 500 ...
 run-experiment NAME *ARGS:
-    {{python}} main.py run-experiment "$@"
+    @{{python}} main.py run-experiment "$@"
 
 # stream a run's log until it ends (exit code = outcome)
 poll NAME *ARGS:
-    {{python}} main.py poll "$@"
+    @{{python}} main.py poll "$@"
 
 # one run in detail, or every run under outputs/ when NAME is omitted
 status *ARGS:
-    {{python}} main.py status "$@"
+    @{{python}} main.py status "$@"
 
 # checkpoint and stop a running experiment
 stop NAME *ARGS:
-    {{python}} main.py stop "$@"
+    @{{python}} main.py stop "$@"
 
 # check manifests (all problems at once, with file:line)
 validate-manifest +PATHS:
-    {{python}} main.py validate-manifest "$@"
+    @{{python}} main.py validate-manifest "$@"
 
 # the end-to-end demo on the embedded model, offline
 demo:
-    {{python}} main.py demo
+    @{{python}} main.py demo
 
 # the whole test suite
 test *ARGS:
-    {{python}} -m pytest -q "$@"
+    @{{python}} -m pytest -q "$@"

@@ -60,7 +60,7 @@ def _render_one(r: dict[str, Any]) -> str:
         f"pid:        {r.get('pid', '-')}  updated {_age(r.get('updated_at'))}",
     ]
     for name, path in (r.get("adapters") or {}).items():
-        lines.append(f"{name + ':':<12}{path}")
+        lines.append(f"{name + ':':<13}{path}")
     if r.get("log_tail"):
         lines.append("last log lines:")
         lines.extend(f"  {line}" for line in r["log_tail"])

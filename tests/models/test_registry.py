@@ -85,10 +85,10 @@ def _write_config(folder, config):
     [
         (0.3, MIN_NEW_TOKENS),  # short clips keep a floor
         (1.0, MIN_NEW_TOKENS),
-        (2.0, 13),  # 6.5 tokens per second, rounded up
-        (10.0, 65),
-        (29.0, 189),
-        (30.0, 193),  # 195 would exceed the 194 positions minus the start token
+        (1.25, 13),  # 10 tokens per second, rounded up
+        (10.0, 100),
+        (19.0, 190),
+        (20.0, 193),  # 200 would exceed the 194 positions minus the start token
         (600.0, 193),
     ],
 )

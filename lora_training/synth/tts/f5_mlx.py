@@ -1,0 +1,82 @@
+"""F5-TTS on Apple Silicon through MLX (`f5-tts-mlx`): the same voice cloning as f5.py, several
+times faster on a Mac than PyTorch's MPS path. Anywhere else it fails in one line."""
+
+from __future__ import annotations
+
+import platform
+import random
+import sys
+
+from lora_training.errors import ConfigError, LoraTrainingError
+from lora_training.synth.tts.base import BackendOptions, Clip
+from lora_training.synth.tts.cloning import load_references, require_hub_files, require_package
+
+MODEL = "lucasnewman/f5-tts-mlx"
+WEIGHTS = (
+    (MODEL, "model.safetensors"),
+    (MODEL, "vocab.txt"),
+    ("lucasnewman/vocos-mel-24khz", "config.yaml"),
+)
+MODEL_RATE = 24000
+# The model's references are loudness-normalised to this RMS, as its own generate() does.
+TARGET_RMS = 0.1
+SPEED_RANGE = (0.9, 1.1)
+
+
+class F5MlxBackend:
+    name = "f5-tts-mlx"
+
+    def __init__(self, options: BackendOptions):
+        self.options = options
+        self.references = ()
+        self._model = None
+
+    def check(self) -> None:
+        machine = f"{sys.platform}/{platform.machine()}"
+        if machine != "darwin/arm64":
+            raise LoraTrainingError(
+                f"{self.name} backend: needs Apple Silicon, expected darwin/arm64, got {machine} "
+                "(use --backend f5-tts or espeak)"
+            )
+        if self.options.exclude_voices:
+            raise ConfigError(
+                f"exclude_voices: only espeak has voices to exclude, expected none with --backend {self.name}, "
+                f"got {', '.join(self.options.exclude_voices)}"
+            )
+        require_package(self.name, "f5_tts_mlx", "f5-tts-mlx")
+        self.references = load_references(self.name, self.options.reference_manifest)
+        require_hub_files(self.name, WEIGHTS)
+
+    def fingerprint(self) -> str:
+        return f"{self.name}:{MODEL}:" + ",".join(f"{r.id}={r.transcript}" for r in self.references)
+
+    def load(self) -> None:
+        from f5_tts_mlx.cfm import F5TTS
+
+        self._model = F5TTS.from_pretrained(MODEL)
+
+    def synthesize(self, spoken: str, rng: random.Random) -> Clip:
+        import mlx.core as mx
+        import numpy as np
+        import soxr
+        from f5_tts_mlx.utils import convert_char_to_pinyin
+
+        from lora_training.data.audio import SAMPLE_RATE, load_audio
+
+        reference = rng.choice(self.references)
+        audio = soxr.resample(load_audio(reference.audio), SAMPLE_RATE, MODEL_RATE, quality="HQ")
+        rms = float(np.sqrt(np.mean(audio**2)))
+        if 0 < rms < TARGET_RMS:
+            audio = audio * (TARGET_RMS / rms)
+        text = convert_char_to_pinyin([f"{reference.transcript} {spoken}"])
+        wave, _ = self._model.sample(
+            mx.expand_dims(mx.array(audio), axis=0),
+            text=text,
+            duration=None,  # from the model's duration predictor
+            speed=rng.uniform(*SPEED_RANGE),
+            seed=rng.randrange(2**31),
+        )
+        # The model continues the reference: what follows it is the new sentence.
+        generated = np.array(wave[len(audio):], dtype=np.float32)
+        samples = soxr.resample(generated, MODEL_RATE, SAMPLE_RATE, quality="HQ")
+        return Clip(samples=samples.astype(np.float32), speaker=f"{self.name}:{reference.id}")
