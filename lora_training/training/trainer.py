@@ -143,7 +143,8 @@ class Trainer:
         self.normalize_audio = bool(getattr(self.processor.feature_extractor, "do_normalize", False))
 
         params = [p for p in model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        # foreach: one fused update over all adapter tensors instead of a Python loop per tensor (CPU default is off).
+        optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, self._lr_factor)
         self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
         self.micro_batches_per_epoch = None

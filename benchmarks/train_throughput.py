@@ -1,0 +1,136 @@
+"""Training throughput: our recipe against a plain PEFT loop, same data, same threads, same run.
+
+    .venv/bin/python benchmarks/train_throughput.py [--model-id embedded:moonshine-base] [--steps 12]
+
+Variants (each in its own process, so peak RSS is its own):
+  plain    PEFT LoRA on q_proj/v_proj (encoder and decoder), audio decoded every step,
+           random batches, the encoder run with autograd: what a first script does.
+  decoder  our Trainer, decoder-only LoRA: audio decoded once, length-bucketed batches,
+           encoder outputs computed once without gradients and cached.
+  both     our Trainer, LoRA in encoder and decoder (no encoder cache possible).
+Throughput is utterances/s over the timed steps after `--warmup` steps; the encoder cache
+fills during warm-up, as it does in the first epoch of a real run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_plain(args) -> dict:
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from lora_training.data.audio import load_audio
+    from lora_training.data.manifest import load_manifest
+    from lora_training.models.registry import resolve_model
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    utts = load_manifest(args.manifest)
+    model, processor = resolve_model(args.model_id)
+    model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, target_modules=["q_proj", "v_proj"]))
+    model.train()
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+    rng = random.Random(0)
+    eos = model.config.eos_token_id
+
+    def step():
+        batch = rng.sample(utts, args.batch_size)
+        audios = [load_audio(u.audio) for u in batch]
+        inputs = processor(audios, sampling_rate=16000, padding=True, return_attention_mask=True, return_tensors="pt")
+        ids = [processor.tokenizer(u.text, add_special_tokens=False).input_ids + [eos] for u in batch]
+        width = max(map(len, ids))
+        labels = torch.tensor([x + [-100] * (width - len(x)) for x in ids])
+        loss = model(input_values=inputs.input_values, attention_mask=inputs.attention_mask, labels=labels).loss
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+
+    return _time(step, args)
+
+
+def run_ours(args, sites: str) -> dict:
+    from lora_training.config import ExperimentConfig
+    from lora_training.training.trainer import Trainer
+
+    cfg = ExperimentConfig(model_id=args.model_id, train_manifest=args.manifest, eval_manifest=args.manifest,
+                           batch_size=args.batch_size, adapter_sites=sites, num_threads=args.threads,
+                           device="cpu", max_steps=args.warmup + args.steps, warmup_steps=0, lr=1e-4)
+    trainer = Trainer(cfg, tempfile.mkdtemp(prefix="bench_run_"))
+    trainer.setup(resume=False)
+    trainer.model.train()
+
+    def step():
+        trainer.train_step()
+        trainer.step += 1
+
+    return _time(step, args)
+
+
+def _time(step, args) -> dict:
+    for _ in range(args.warmup):
+        step()
+    started = time.perf_counter()
+    for _ in range(args.steps):
+        step()
+    seconds = time.perf_counter() - started
+    return {"utt_per_s": args.steps * args.batch_size / seconds, "sec_per_step": seconds / args.steps,
+            "peak_rss_mb": _peak_rss_mb()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model-id", default="embedded:moonshine-base")
+    parser.add_argument("--manifest", default=None, help="training manifest (default: 64 espeak-ng jargon clips)")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=12, help="timed steps per variant")
+    parser.add_argument("--warmup", type=int, default=8, help="untimed steps first (8 × batch 8 = one epoch of 64)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--variants", nargs="+", default=["plain", "decoder", "both"])
+    parser.add_argument("--variant", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.variant:
+        result = run_plain(args) if args.variant == "plain" else run_ours(args, args.variant)
+        print(json.dumps(result))
+        return
+    if args.manifest is None:
+        from _clips import espeak_manifest
+
+        folder = Path(tempfile.gettempdir()) / "lora_training_bench"
+        args.manifest = str(espeak_manifest(folder, 64))
+    results = {}
+    for variant in args.variants:
+        cmd = [sys.executable, __file__, "--variant", variant, "--model-id", args.model_id, "--manifest", args.manifest,
+               "--batch-size", str(args.batch_size), "--steps", str(args.steps), "--warmup", str(args.warmup),
+               "--threads", str(args.threads)]
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+        results[variant] = json.loads(out.strip().splitlines()[-1])
+        r = results[variant]
+        print(f"{variant:<8} {r['utt_per_s']:6.2f} utt/s  {r['sec_per_step']:6.2f} s/step  peak RSS {r['peak_rss_mb']:7.0f} MB",
+              flush=True)
+    if "plain" in results:
+        for variant in results:
+            if variant != "plain":
+                print(f"{variant} / plain: {results[variant]['utt_per_s'] / results['plain']['utt_per_s']:.2f}x")
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,397 @@
+"""Synthetic jargon speech: sentences → TTS in worker processes → quality gate → manifest.
+
+The run is resumable: a clip's id is a hash of everything that shapes its audio (text, spoken
+form, backend, augmentation, seed), the output manifest is rewritten after every gated batch,
+and a re-run keeps every listed clip whose file is still a valid 16 kHz clip. Interrupting
+loses at most one batch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import multiprocessing
+import os
+import random
+import statistics
+import time
+from collections import Counter
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lora_training.data.audio import MAX_SECONDS, MIN_SECONDS, SAMPLE_RATE, write_wav
+from lora_training.data.manifest import Utterance, load_manifest, save_manifest
+from lora_training.errors import ConfigError
+from lora_training.synth import gate as gates
+from lora_training.synth.augment import augment
+from lora_training.synth.sentences import GeneratedSentence, generate_sentences, sentences_from_file
+from lora_training.synth.tts import BACKENDS, BackendOptions, Clip, TtsBackend
+from lora_training.synth.vocabulary import load_vocabulary
+
+SILENCE_SECONDS = (0.25, 0.5)
+# Dropped sentences shown in the summary, so a user sees what the gate refused and why.
+MAX_DROPPED_EXAMPLES = 10
+
+
+@dataclass
+class SynthConfig:
+    vocabulary: str | None = field(default=None, metadata={"help": "lexicon file (written | spoken); required unless --sentences"})
+    sentences: str | None = field(default=None, metadata={"help": "speak these sentences (one per line) instead of generating them"})
+    count: int = field(default=500, metadata={"help": "sentences to generate (ignored with --sentences)"})
+    min_per_term: int = field(default=3, metadata={"help": "every term appears in at least this many sentences"})
+    output: str = field(default="data/synthetic_train.jsonl", metadata={"help": "manifest to write; clips go to <stem>_audio/ beside it"})
+    backend: str = field(default="espeak", metadata={"help": "TTS backend", "choices": tuple(BACKENDS)})
+    reference_manifest: str | None = field(default=None, metadata={"help": "recordings of the user whose voice f5-tts clones"})
+    exclude_voices: tuple[str, ...] = field(default=(), metadata={"help": "espeak voices or languages never used (e.g. en-us+m3)"})
+    workers: int = field(default=2, metadata={"help": "TTS worker processes"})
+    seed: int = field(default=0, metadata={"help": "random seed: same seed, same sentences, voices and clips"})
+    augment: bool = field(default=False, metadata={"help": "vary speed, tempo, room reverb and noise per clip"})
+    gate: bool = field(default=True, metadata={"help": "transcribe every clip with a baseline model and regenerate bad ones"})
+    gate_model: str = field(default=gates.DEFAULT_MODEL, metadata={"help": "model reference the gate listens with"})
+    gate_max_cer: float = field(default=gates.DEFAULT_MAX_CER, metadata={"help": "highest character error rate against the spoken text a kept clip may have"})
+    gate_retries: int = field(default=gates.DEFAULT_RETRIES, metadata={"help": "regenerations (new seed and voice) before a sentence is dropped"})
+
+    def __post_init__(self) -> None:
+        self.exclude_voices = tuple(self.exclude_voices)
+        problems = []
+        if self.vocabulary is None and self.sentences is None:
+            problems.append("vocabulary: missing, expected --vocabulary FILE (or --sentences FILE), got neither")
+        if self.count < 1:
+            problems.append(f"count: expected at least 1 sentence, got {self.count}")
+        if self.workers < 1:
+            problems.append(f"workers: expected at least 1 process, got {self.workers}")
+        if self.backend not in BACKENDS:
+            problems.append(f"backend: unknown {self.backend!r}, expected one of {', '.join(BACKENDS)}")
+        if not self.gate_max_cer > 0:
+            problems.append(f"gate_max_cer: expected a CER above 0, got {self.gate_max_cer}")
+        if self.gate_retries < 0:
+            problems.append(f"gate_retries: expected 0 or more, got {self.gate_retries}")
+        if not self.output.endswith(".jsonl"):
+            problems.append(f"output: expected a .jsonl manifest path, got {self.output}")
+        if problems:
+            raise ConfigError("; ".join(problems))
+
+
+@dataclass(frozen=True)
+class Job:
+    """One sentence to speak; `attempt` counts regenerations after the gate refused a clip."""
+
+    index: int
+    id: str
+    sentence: GeneratedSentence
+    seed: str
+    augment: bool
+    attempt: int = 0
+
+    def rng(self) -> random.Random:
+        return random.Random(f"{self.seed}/{self.id}/{self.attempt}")
+
+
+@dataclass
+class SynthSummary:
+    output: str
+    audio_dir: str
+    backend: str
+    sentences: int
+    clips: int  # rows in the manifest: resumed + kept
+    resumed: int  # valid clips of an earlier run, kept as they were
+    synthesized: int  # TTS calls this run, regenerations included
+    kept: int
+    regenerated: int
+    dropped: int
+    hours: float
+    seconds: float
+    clips_per_second: float
+    gate: dict | None
+    gate_cer: dict | None  # mean / max over clips kept this run
+    terms: dict  # coverage: count, min_uses, below_min
+    dropped_examples: list[dict]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def render(self) -> str:
+        lines = [
+            f"{self.output}: {self.clips} clips ({self.hours * 60:.1f} min of audio) for {self.sentences} sentences, "
+            f"backend {self.backend}",
+            f"  this run: {self.synthesized} synthesized in {self.seconds:.1f} s ({self.clips_per_second:.2f} clips/s), "
+            f"{self.resumed} resumed from an earlier run",
+        ]
+        if self.gate is None:
+            lines.append(f"  quality gate: off, {self.kept} kept unheard")
+        else:
+            cer = "" if not self.gate_cer else f", kept CER mean {self.gate_cer['mean']:.2f} max {self.gate_cer['max']:.2f}"
+            lines.append(
+                f"  quality gate (max CER {self.gate['max_cer']:g}, {self.gate['retries']} retries): "
+                f"{self.kept} kept, {self.regenerated} regenerated, {self.dropped} dropped{cer}"
+            )
+        for example in self.dropped_examples:
+            lines.append(f"    dropped {example['id']}: said {example['spoken']!r}, heard {example['transcript']!r}")
+        terms = self.terms
+        if terms["count"]:
+            below = f", below {terms['min_per_term']}: {', '.join(terms['below_min'])}" if terms["below_min"] else ""
+            lines.append(f"  terms: {terms['count']} covered at least {terms['min_uses']} times{below}")
+        lines.append(f"  audio: {self.audio_dir}")
+        return "\n".join(lines)
+
+
+def audio_dir_for(output: str | Path) -> Path:
+    """`data/synthetic_train.jsonl` → `data/synthetic_train_audio/`."""
+    output = Path(output)
+    return output.with_name(f"{output.stem}_audio")
+
+
+def synthesize_dataset(cfg: SynthConfig, *, gate=None, progress: bool = True) -> SynthSummary:
+    """Write `cfg.output` and its clips; `gate` (tests) replaces the one built from `cfg`."""
+    return SynthRun(cfg, gate=gate, progress=progress).run()
+
+
+class SynthRun:
+    """The recipe: setup() does every cheap check, then loads the gate model; run() streams
+    clips from the workers through the gate in batches and checkpoints the manifest."""
+
+    def __init__(self, cfg: SynthConfig, *, gate=None, progress: bool = True):
+        self.cfg = cfg
+        self.gate = gate
+        self.progress = progress
+        self.output = Path(cfg.output)
+        self.audio_dir = audio_dir_for(cfg.output)
+        self.backend: TtsBackend = BACKENDS[cfg.backend](
+            BackendOptions(exclude_voices=cfg.exclude_voices, reference_manifest=cfg.reference_manifest)
+        )
+        self.rows: dict[str, Utterance] = {}
+        self.counts = Counter()
+        self.kept_cers: list[float] = []
+        self.dropped: list[dict] = []
+
+    def setup(self) -> list[Job]:
+        sentences = self._sentences()
+        self.backend.check()
+        fingerprint = "\n".join([self.backend.fingerprint(), f"augment={self.cfg.augment}", f"seed={self.cfg.seed}"])
+        self.jobs = [
+            Job(index=i, id=_clip_id(i, s, fingerprint), sentence=s, seed=str(self.cfg.seed), augment=self.cfg.augment)
+            for i, s in enumerate(sentences)
+        ]
+        self.rows = self._resumable_rows()
+        todo = [job for job in self.jobs if job.id not in self.rows]
+        if todo and self.gate is None:
+            self.gate = (
+                gates.QualityGate(gates.model_transcriber(self.cfg.gate_model), max_cer=self.cfg.gate_max_cer,
+                                  retries=self.cfg.gate_retries, model=self.cfg.gate_model)
+                if self.cfg.gate else gates.OpenGate()
+            )
+        return todo
+
+    def run(self) -> SynthSummary:
+        start = time.perf_counter()
+        todo = self.setup()
+        self.counts["resumed"] = len(self.rows)
+        if todo:
+            self._generate(todo)
+        self._save()
+        return self._summary(time.perf_counter() - start)
+
+    def _sentences(self) -> list[GeneratedSentence]:
+        cfg = self.cfg
+        vocabulary = load_vocabulary(cfg.vocabulary) if cfg.vocabulary is not None else None
+        if cfg.sentences is None:
+            return generate_sentences(vocabulary, cfg.count, seed=cfg.seed, min_per_term=cfg.min_per_term)
+        if vocabulary is None:
+            return _plain_sentences(cfg.sentences)
+        return sentences_from_file(cfg.sentences, vocabulary, seed=cfg.seed)
+
+    def _resumable_rows(self) -> dict[str, Utterance]:
+        """Rows of an earlier run of the same jobs whose clip is still a valid 16 kHz clip."""
+        if not self.output.exists():
+            return {}
+        earlier = load_manifest(self.output, check_audio=False)
+        foreign = [utt.id for utt in earlier if utt.source != "synthetic"]
+        if foreign:
+            raise ConfigError(
+                f"{self.output}: holds non-synthetic utterances (e.g. {foreign[0]}), expected a synthetic manifest "
+                "to resume or a new path, got one that synthesis would overwrite"
+            )
+        wanted = {job.id: job for job in self.jobs}
+        return {
+            utt.id: utt for utt in earlier
+            if utt.id in wanted and Path(utt.audio) == self._clip_path(utt.id) and _valid_clip(utt.audio)
+        }
+
+    def _clip_path(self, clip_id: str) -> Path:
+        return Path(os.path.abspath(self.audio_dir / f"{clip_id}.wav"))
+
+    def _generate(self, todo: list[Job]) -> None:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(self.jobs), initial=len(self.rows), unit="clip", desc="synth", disable=not self.progress)
+        # spawn, not fork: the parent may hold torch threads (the gate model), which fork would copy mid-flight.
+        context = multiprocessing.get_context("spawn")
+        pool = ProcessPoolExecutor(max_workers=min(self.cfg.workers, len(todo)), mp_context=context,
+                                   initializer=_init_worker, initargs=(self.backend,))
+        pending: dict[Future, Job] = {}
+        ready: list[tuple[Job, Clip]] = []
+        try:
+            for job in todo:
+                pending[pool.submit(_render, job)] = job
+            while pending or ready:
+                if pending and len(ready) < self.gate.batch_size:
+                    # Keep collecting while clips are still in flight: the gate transcribes in batches.
+                    done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                    ready.extend((pending.pop(f), f.result()) for f in done)
+                    continue
+                batch, ready = ready[: self.gate.batch_size], ready[self.gate.batch_size :]
+                retry = self._judge(batch)
+                for job in retry:
+                    pending[pool.submit(_render, job)] = job
+                self._save()
+                bar.update(len(batch) - len(retry))
+                bar.set_postfix(kept=self.counts["keep"], regenerated=self.counts["regenerate"],
+                                dropped=self.counts["drop"], refresh=False)
+        finally:
+            bar.close()
+            pool.shutdown(wait=True, cancel_futures=True)
+            self._save()
+
+    def _judge(self, batch: list[tuple[Job, Clip]]) -> list[Job]:
+        """Gate one batch: write kept clips, count the rest; returns the jobs to synthesize again."""
+        verdicts = self.gate.check(
+            [job.sentence.spoken for job, _ in batch], [clip.samples for _, clip in batch], [job.attempt for job, _ in batch]
+        )
+        retry = []
+        for (job, clip), verdict in zip(batch, verdicts, strict=True):
+            self.counts["synthesized"] += 1
+            self.counts[verdict.decision] += 1
+            if verdict.decision == "keep":
+                self._keep(job, clip)
+                if verdict.cer is not None:
+                    self.kept_cers.append(verdict.cer)
+            elif verdict.decision == "regenerate":
+                retry.append(replace(job, attempt=job.attempt + 1))
+            else:
+                self.dropped.append({"id": job.id, "spoken": job.sentence.spoken, "transcript": verdict.transcript,
+                                     "cer": round(verdict.cer, 3)})
+        return retry
+
+    def _keep(self, job: Job, clip: Clip) -> None:
+        path = write_wav(self._clip_path(job.id), clip.samples)
+        s = job.sentence
+        self.rows[job.id] = Utterance(
+            audio=str(path), text=s.text, id=job.id, duration=round(len(clip.samples) / SAMPLE_RATE, 3),
+            source="synthetic", speaker=clip.speaker, spoken=s.spoken if s.spoken != s.text else None,
+            terms=list(s.terms) or None,
+        )
+
+    def _save(self) -> None:
+        rows = [self.rows[job.id] for job in self.jobs if job.id in self.rows]
+        if rows:
+            save_manifest(self.output, rows)
+
+    def _gate_info(self) -> dict | None:
+        if self.gate is not None:
+            return self.gate.describe()
+        cfg = self.cfg  # every clip was resumed, so no gate was built
+        return {"model": cfg.gate_model, "max_cer": cfg.gate_max_cer, "retries": cfg.gate_retries} if cfg.gate else None
+
+    def _summary(self, seconds: float) -> SynthSummary:
+        rows = [self.rows[job.id] for job in self.jobs if job.id in self.rows]
+        uses = Counter(term for job in self.jobs for term in job.sentence.terms)
+        kept_uses = Counter(term for utt in rows for term in (utt.terms or []))
+        below = sorted(t for t in uses if kept_uses[t] < self.cfg.min_per_term)
+        return SynthSummary(
+            output=str(self.output),
+            audio_dir=str(self.audio_dir),
+            backend=self.cfg.backend,
+            sentences=len(self.jobs),
+            clips=len(rows),
+            resumed=self.counts["resumed"],
+            synthesized=self.counts["synthesized"],
+            kept=self.counts["keep"],
+            regenerated=self.counts["regenerate"],
+            dropped=self.counts["drop"],
+            hours=sum(utt.duration or 0.0 for utt in rows) / 3600,
+            seconds=round(seconds, 2),
+            clips_per_second=round(self.counts["keep"] / seconds, 3) if seconds > 0 else 0.0,
+            gate=self._gate_info(),
+            gate_cer=(
+                {"mean": round(statistics.fmean(self.kept_cers), 3), "max": round(max(self.kept_cers), 3)}
+                if self.kept_cers else None
+            ),
+            terms={
+                "count": len(uses),
+                "min_per_term": self.cfg.min_per_term,
+                "min_uses": min((kept_uses[t] for t in uses), default=0),
+                "below_min": below,
+            },
+            dropped_examples=self.dropped[:MAX_DROPPED_EXAMPLES],
+        )
+
+
+def pad_silence(samples: np.ndarray, rng: random.Random) -> np.ndarray:
+    """Surround speech with 0.25-0.5 s of silence, as a recording has.
+
+    Moonshine ends its transcript at once on a clip that starts with speech: measured on 48
+    espeak clips, 10 transcripts came back empty without padding, 1 with 0.3 s of it.
+    """
+    lead, tail = (np.zeros(round(rng.uniform(*SILENCE_SECONDS) * SAMPLE_RATE), np.float32) for _ in range(2))
+    return np.concatenate([lead, samples.astype(np.float32), tail])
+
+
+def _clip_id(index: int, sentence: GeneratedSentence, fingerprint: str) -> str:
+    """Position for order and readability, content hash so a changed input never reuses a clip."""
+    digest = hashlib.sha256("\n".join([sentence.text, sentence.spoken, fingerprint]).encode("utf-8")).hexdigest()
+    return f"{index:05d}-{digest[:10]}"
+
+
+def _plain_sentences(path: str) -> list[GeneratedSentence]:
+    """`--sentences` without a vocabulary: each line is spoken as written and has no terms."""
+    file = Path(path)
+    try:
+        lines = file.read_text(encoding="utf-8-sig").splitlines()
+    except FileNotFoundError as e:
+        raise ConfigError(f"{file}: sentences file not found, expected one sentence per line, got no file") from e
+    sentences = [
+        GeneratedSentence(text=line.strip(), spoken=line.strip(), terms=[], template=f"{file.name}:{number}")
+        for number, line in enumerate(lines, start=1)
+        if line.strip()
+    ]
+    if not sentences:
+        raise ConfigError(f"{file}: no sentences, expected one sentence per line, got only blank lines")
+    return sentences
+
+
+def _valid_clip(path: str) -> bool:
+    import soundfile as sf
+
+    try:
+        info = sf.info(path)
+    except (OSError, RuntimeError, sf.SoundFileError):
+        return False
+    seconds = info.frames / info.samplerate
+    return info.samplerate == SAMPLE_RATE and info.channels == 1 and MIN_SECONDS <= seconds <= MAX_SECONDS
+
+
+_worker_backend: TtsBackend | None = None
+_worker_loaded = False
+
+
+def _init_worker(backend: TtsBackend) -> None:
+    global _worker_backend
+    _worker_backend = backend
+
+
+def _render(job: Job) -> Clip:
+    """Worker side: load the backend on first use (so a load error reaches the parent with its
+    message instead of breaking the pool), speak the sentence, augment it."""
+    global _worker_loaded
+    if not _worker_loaded:
+        _worker_backend.load()
+        _worker_loaded = True
+    rng = job.rng()
+    clip = _worker_backend.synthesize(job.sentence.spoken, rng)
+    clip.samples = pad_silence(clip.samples, rng)
+    if job.augment:
+        clip.samples = augment(clip.samples, np.random.default_rng(rng.getrandbits(64)))
+    return clip
