@@ -42,3 +42,7 @@ demo:
 # the whole test suite
 test *ARGS:
     @{{python}} -m pytest -q "$@"
+
+# run a pipeline of stages unattended: just pipeline --config pipelines/vocab_expansion.toml [--resume]
+pipeline *ARGS:
+    @{{python}} main.py pipeline "$@"

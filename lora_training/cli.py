@@ -225,6 +225,27 @@ def _add_experiment_commands(sub) -> None:
     p.set_defaults(handler=_cmd_stop)
 
 
+# --- pipelines --------------------------------------------------------------------------
+
+def _cmd_pipeline(args) -> int:
+    from lora_training.runners.pipeline import load_pipeline, run_pipeline
+
+    pipeline = load_pipeline(args.config, outputs=args.outputs)
+    state = run_pipeline(pipeline, resume=args.resume, fail_stage=args.fail_stage)
+    print(f"pipeline {pipeline.name}: {state['phase']}")
+    return 0
+
+
+def _add_pipeline_command(sub) -> None:
+    p = sub.add_parser("pipeline", help="run a TOML pipeline of stages unattended, halting at the first failure",
+                       formatter_class=_Formatter)
+    p.add_argument("--config", required=True, help="pipeline file, e.g. pipelines/vocab_expansion.toml")
+    p.add_argument("--outputs", default="outputs", help="folder for experiments and outputs/pipelines/NAME/state.json")
+    p.add_argument("--resume", action="store_true", help="skip stages already done; resume a crashed training stage")
+    p.add_argument("--fail-stage", default=None, metavar="NAME", help="drill: force this stage to fail")
+    p.set_defaults(handler=_cmd_pipeline)
+
+
 # --- demo -------------------------------------------------------------------------------
 
 def _cmd_demo(args) -> int:
@@ -252,6 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_commands(sub)
     _add_model_commands(sub)
     _add_experiment_commands(sub)
+    _add_pipeline_command(sub)
     _add_demo_command(sub)
     return parser
 

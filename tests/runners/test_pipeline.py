@@ -1,0 +1,110 @@
+"""Pipelines: parsing errors, halting at a failed stage, --resume, and a full run on the tiny model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from lora_training.errors import ConfigError
+from lora_training.runners.pipeline import StageFailed, load_pipeline, run_pipeline
+from lora_training.testing.factories import make_manifest
+from lora_training.training.state import read_state
+
+
+def _toml(path: Path, body: str) -> Path:
+    path.write_text(body)
+    return path
+
+
+def test_pipeline_file_problems_are_reported_together(tmp_path):
+    path = _toml(tmp_path / "p.toml", """
+colour = "blue"
+[[stages]]
+name = "a"
+kind = "teleport"
+[[stages]]
+name = "b"
+kind = "split"
+[[stages]]
+name = "b"
+kind = "wait"
+""")
+    with pytest.raises(ConfigError) as info:
+        load_pipeline(path)
+    text = str(info.value)
+    assert "unknown top-level key(s) colour" in text
+    assert "stage 1 (a): kind, expected one of" in text and "'teleport'" in text
+    assert "duplicate stage name 'b'" in text
+
+
+def _tiny_pipeline(tmp_path, tiny_model_dir) -> Path:
+    texts = [f"run kubectl apply number {i}" if i % 2 else f"the WER dropped by {i}" for i in range(12)]
+    terms = [["kubectl"] if i % 2 else ["WER"] for i in range(12)]
+    make_manifest(tmp_path / "data", 12, texts=texts, terms=terms, name="all.jsonl", seconds=0.6)
+    data = tmp_path / "data"
+    return _toml(tmp_path / "tiny.toml", f"""
+name = "tiny"
+[[stages]]
+name = "split"
+kind = "split"
+input = "{data / 'all.jsonl'}"
+train_out = "{data / 'train.jsonl'}"
+eval_out = "{data / 'eval.jsonl'}"
+eval_fraction = 0.25
+
+[[stages]]
+name = "train"
+kind = "run-experiment"
+experiment = "tiny_run"
+model_id = "{tiny_model_dir}"
+train_manifest = "{data / 'train.jsonl'}"
+eval_manifest = "{data / 'eval.jsonl'}"
+max_steps = 4
+eval_interval = 2
+batch_size = 4
+lora_r = 4
+lora_alpha = 8
+num_threads = 1
+device = "cpu"
+
+[[stages]]
+name = "wait"
+kind = "wait"
+experiment = "tiny_run"
+interval = 0.2
+""")
+
+
+def test_forced_failure_halts_and_resume_completes(tmp_path, tiny_model_dir):
+    pipeline = load_pipeline(_tiny_pipeline(tmp_path, tiny_model_dir), outputs=str(tmp_path / "out"))
+    lines: list[str] = []
+    with pytest.raises(StageFailed) as info:
+        run_pipeline(pipeline, fail_stage="train", write=lines.append, progress=False)
+    message = str(info.value)
+    assert "halted at stage train (run-experiment)" in message and "--resume" in message
+    state = read_state(tmp_path / "out" / "pipelines" / "tiny")
+    assert state["phase"] == "failed"
+    assert [s["status"] for s in state["stages"]] == ["done", "failed", "pending"]
+    assert (tmp_path / "data" / "train.jsonl").exists()
+
+    lines.clear()
+    state = run_pipeline(pipeline, resume=True, write=lines.append, progress=False)
+    assert state["phase"] == "completed"
+    assert any("split (split): done earlier, skipped" in line for line in lines)
+    assert [s["status"] for s in state["stages"]] == ["done", "done", "done"]
+    run_state = json.loads((tmp_path / "out" / "tiny_run" / "state.json").read_text())
+    assert run_state["phase"] == "completed" and run_state["step"] == 4
+
+
+def test_unknown_stage_option_halts_with_the_stage_named(tmp_path, tiny_model_dir):
+    path = _toml(tmp_path / "bad.toml", """
+[[stages]]
+name = "split"
+kind = "split"
+input = "x.jsonl"
+colour = "blue"
+""")
+    with pytest.raises(StageFailed, match="halted at stage split .*unknown option for a split stage"):
+        run_pipeline(load_pipeline(path, outputs=str(tmp_path)), write=lambda _: None)
