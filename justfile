@@ -35,6 +35,22 @@ stop NAME *ARGS:
 validate-manifest +PATHS:
     @{{python}} main.py validate-manifest "$@"
 
+# speak jargon sentences with TTS into a manifest: just synth --vocabulary data/vocabulary.txt --count 500
+synth *ARGS:
+    @{{python}} main.py synth "$@"
+
+# mix manifests at a ratio: just mix data/my_voice_train.jsonl data/synthetic_train.jsonl --ratio real=1,synthetic=3
+mix +ARGS:
+    @{{python}} main.py mix "$@"
+
+# record your own voice prompt by prompt: just record --vocabulary data/vocabulary.txt --count 100
+record *ARGS:
+    @{{python}} main.py record "$@"
+
+# flag bad recordings (silent, quiet, clipped, cut, misread) before training; --drop writes a clean manifest
+verify *ARGS:
+    @{{python}} main.py verify "$@"
+
 # the end-to-end demo on the embedded model, offline
 demo:
     @{{python}} main.py demo

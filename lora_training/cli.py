@@ -260,6 +260,151 @@ def _add_demo_command(sub) -> None:
     p.set_defaults(handler=_cmd_demo)
 
 
+# --- recording --------------------------------------------------------------------------
+
+def _cmd_record(args) -> int:
+    from lora_training.data.record import Microphone, RecordingSession, load_prompts
+
+    prompts = load_prompts(args.vocabulary, args.count, seed=args.seed, sentences=args.sentences)
+    session = RecordingSession(args.manifest, Microphone(args.device), speaker=args.speaker, seconds=args.seconds)
+    print(session.run(prompts).render())
+    return 0
+
+
+def _cmd_verify(args) -> int:
+    from lora_training.evaluation.verify import render_report, verify_manifest
+
+    report = verify_manifest(args.manifest, model_id=args.model_id, max_wer=args.max_wer,
+                             report_path=args.report, drop=args.drop, output=args.output)
+    if args.json:
+        _print_json(report)
+    else:
+        print(render_report(report))
+    return 0
+
+
+def _add_recording_commands(sub) -> None:
+    from lora_training.evaluation.verify import DEFAULT_MAX_WER, DEFAULT_MODEL
+
+    p = sub.add_parser(
+        "record",
+        help="record your own voice prompt by prompt (Enter starts/stops; r redo, s skip, q quit)",
+        description="Each kept take goes to recordings/rec-NNNN.wav beside the manifest and is appended "
+                    "to it at once; a re-run skips prompts already recorded. Needs: pip install -e '.[record]'.",
+        formatter_class=_Formatter,
+    )
+    p.add_argument("--vocabulary", default="data/vocabulary.txt", help="lexicon the prompts are generated from")
+    p.add_argument("--count", type=int, default=100, help="number of prompts (with --sentences: the first COUNT lines)")
+    p.add_argument("--sentences", default=None, metavar="FILE", help="read prompts from FILE, one per line, "
+                   "instead of generating them; None: generate")
+    p.add_argument("--seed", type=int, default=0, help="seed of the prompt generator (same seed, same prompts)")
+    p.add_argument("--manifest", default="data/my_voice_all.jsonl", help="manifest to append to")
+    p.add_argument("--speaker", default="me", help="speaker name stored with each utterance")
+    p.add_argument("--seconds", type=float, default=None, help="record this many seconds per take; None: "
+                   "Enter stops each take")
+    p.add_argument("--device", default=None, help="input device index or name; None: the system's")
+    p.set_defaults(handler=_cmd_record)
+
+    p = sub.add_parser(
+        "verify",
+        help="flag silent, quiet, clipped, cut or misread recordings before they poison training",
+        formatter_class=_Formatter,
+    )
+    p.add_argument("manifest", help="manifest to check")
+    p.add_argument("--model-id", default=DEFAULT_MODEL, help="baseline model that transcribes each clip")
+    p.add_argument("--max-wer", type=float, default=DEFAULT_MAX_WER,
+                   help="flag clips whose transcript is further than this WER from the prompt")
+    p.add_argument("--report", default=None, help="JSON report to write; None: NAME.verify.json "
+                   "beside the manifest")
+    p.add_argument("--drop", action="store_true", help="also write a manifest without the flagged clips")
+    p.add_argument("--output", default=None, help="clean manifest for --drop; None: NAME.clean.jsonl "
+                   "beside the manifest")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(handler=_cmd_verify)
+
+
+# --- synth ------------------------------------------------------------------------------
+
+def _cmd_synth(args) -> int:
+    from lora_training.synth.synthesize import SynthConfig, synthesize_dataset
+
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(SynthConfig) if hasattr(args, f.name)}
+    summary = synthesize_dataset(SynthConfig(**given), progress=not args.json)
+    if args.json:
+        _print_json(summary.to_dict())
+    else:
+        print(summary.render())
+    return 0
+
+
+def _cmd_mix(args) -> int:
+    from lora_training.data.mix import mix_manifests, parse_ratio
+
+    summary = mix_manifests(
+        args.inputs, args.output, ratio=parse_ratio(args.ratio) if args.ratio else None,
+        upsample_real=args.upsample_real, default_source=args.default_source, seed=args.seed,
+    )
+    if args.json:
+        _print_json(summary.to_dict())
+    else:
+        print(summary.render())
+    return 0
+
+
+def _add_synth_commands(sub) -> None:
+    from lora_training.synth.synthesize import SynthConfig
+
+    fields = {f.name: f for f in dataclasses.fields(SynthConfig)}
+
+    def option(flag: str, name: str, help: str | None = None, **kwargs) -> None:
+        """Help and default come from SynthConfig; an option not given is not passed on."""
+        f = fields[name]
+        p.add_argument(flag, dest=name, default=argparse.SUPPRESS,
+                       help=help or f"{f.metadata['help']} (default: {f.default})", **kwargs)
+
+    p = sub.add_parser(
+        "synth",
+        help="speak generated jargon sentences with TTS into a synthetic manifest (quality-gated)",
+        description="Clips go to <output stem>_audio/ beside the manifest; a re-run keeps clips already made.",
+        formatter_class=_Formatter,
+    )
+    option("--vocabulary", "vocabulary", metavar="FILE")
+    option("--sentences", "sentences", metavar="FILE")
+    option("--count", "count", type=int)
+    option("--min-per-term", "min_per_term", type=int)
+    option("--output", "output")
+    option("--backend", "backend", choices=fields["backend"].metadata["choices"])
+    option("--reference-manifest", "reference_manifest", metavar="PATH")
+    option("--exclude-voices", "exclude_voices", nargs="+", metavar="VOICE")
+    option("--workers", "workers", type=int)
+    option("--seed", "seed", type=int)
+    option("--augment", "augment", action="store_true")
+    option("--no-gate", "gate", action="store_false", help="keep every clip unheard (no baseline model is loaded)")
+    option("--gate-model", "gate_model")
+    option("--gate-max-cer", "gate_max_cer", type=float)
+    option("--gate-retries", "gate_retries", type=int)
+    p.add_argument("--json", action="store_true", help="print the summary as JSON (no progress bar)")
+    p.set_defaults(handler=_cmd_synth)
+
+    p = sub.add_parser(
+        "mix",
+        help="combine manifests (real + synthetic) into one, at a target ratio, shuffled",
+        formatter_class=_Formatter,
+    )
+    p.add_argument("inputs", nargs="+", metavar="MANIFEST",
+                   help="manifests to mix; SOURCE=PATH (real=... or synthetic=...) names the source of rows without one")
+    p.add_argument("--output", default="data/mixed_train.jsonl", help="mixed manifest to write")
+    p.add_argument("--ratio", default=None, metavar="SOURCE=W,...",
+                   help="rows per source in proportion, e.g. real=1,synthetic=3 (the source in excess is "
+                        "sampled down); None: every row once")
+    p.add_argument("--upsample-real", type=int, default=1, metavar="N", help="repeat real rows N times before the ratio")
+    p.add_argument("--default-source", default=None, choices=("real", "synthetic"),
+                   help="source of rows that have none and whose manifest was not named SOURCE=PATH")
+    p.add_argument("--seed", type=int, default=0, help="random seed of sampling and shuffle")
+    p.add_argument("--json", action="store_true", help="print the composition as JSON")
+    p.set_defaults(handler=_cmd_mix)
+
+
 # --- entry point ------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
@@ -275,6 +420,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_experiment_commands(sub)
     _add_pipeline_command(sub)
     _add_demo_command(sub)
+    _add_recording_commands(sub)
+    _add_synth_commands(sub)
     return parser
 
 

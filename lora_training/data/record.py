@@ -18,7 +18,7 @@ import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import TYPE_CHECKING, Callable, Protocol
 
 import numpy as np
 
@@ -26,10 +26,17 @@ from lora_training.atomic import atomic_write_text
 from lora_training.data.audio import MAX_SECONDS, MIN_SECONDS, SAMPLE_RATE, write_wav
 from lora_training.data.manifest import Utterance, field_problems, load_manifest
 from lora_training.data.quality import Thresholds, check_audio, dbfs
-from lora_training.errors import LoraTrainingError, ManifestError
+from lora_training.errors import ConfigError, LoraTrainingError, ManifestError
+
+if TYPE_CHECKING:
+    from lora_training.synth.sentences import GeneratedSentence
 
 _ID = re.compile(r"^rec-(\d+)$")
 RECORDINGS_DIR = "recordings"
+# Sound of the Enter key trimmed from each take: its release just after the take starts, and
+# its press just before an Enter-stopped take ends.
+KEY_RELEASE_SECONDS = 0.1
+KEY_PRESS_SECONDS = 0.15
 
 
 class RecordingError(LoraTrainingError):
@@ -53,7 +60,7 @@ def _sounddevice():
     except OSError as e:  # sounddevice raises OSError when the PortAudio library is absent
         raise RecordingError(
             "microphone: PortAudio library not found, expected it installed "
-            f"(`apt install libportaudio2` or `brew install portaudio`), got {e}"
+            f"(`apt install libportaudio2` or `brew install portaudio`), got {type(e).__name__}: {e}"
         ) from e
     return sounddevice
 
@@ -114,7 +121,7 @@ class Microphone:
 
 
 def load_prompts(vocabulary: str | os.PathLike, count: int, *, seed: int = 0,
-                 sentences: str | os.PathLike | None = None):
+                 sentences: str | os.PathLike | None = None) -> list[GeneratedSentence]:
     """The first `count` prompts: generated from the vocabulary, or the lines of `sentences`.
 
     Generated prompts cover every term at least once (not three times as for TTS): a hundred
@@ -123,6 +130,8 @@ def load_prompts(vocabulary: str | os.PathLike, count: int, *, seed: int = 0,
     from lora_training.synth.sentences import generate_sentences, sentences_from_file
     from lora_training.synth.vocabulary import load_vocabulary
 
+    if count < 1:
+        raise ConfigError(f"count: no prompts, expected a number of prompts >= 1, got {count}")
     vocab = load_vocabulary(vocabulary)
     if sentences is not None:
         return sentences_from_file(sentences, vocab, seed=seed)[:count]
@@ -153,14 +162,16 @@ def _append(manifest: Path, utt: Utterance) -> None:
         raise ManifestError([f"{manifest}: utterance {utt.id}: {p}" for p in problems])
     d["audio"] = os.path.relpath(os.path.abspath(utt.audio), os.path.abspath(manifest.parent)).replace(os.sep, "/")
     old = manifest.read_text(encoding="utf-8") if manifest.exists() else ""
-    if old and not old.endswith("\n"):
+    if not old.strip():
+        old = ""
+    elif not old.endswith("\n"):
         old += "\n"
     atomic_write_text(manifest, old + json.dumps(d, ensure_ascii=False) + "\n")
 
 
 def _next_number(existing: list[Utterance], recordings: Path) -> int:
     """One past the highest rec-NNNN among ids and wav files, so no clip is ever overwritten."""
-    names = [u.id or "" for u in existing]
+    names = [u.id for u in existing]
     if recordings.is_dir():
         names += [p.stem for p in recordings.glob("rec-*.wav")]
     numbers = [int(m.group(1)) for m in map(_ID.match, names) if m]
@@ -168,17 +179,18 @@ def _next_number(existing: list[Utterance], recordings: Path) -> int:
 
 
 class _Quit(Exception):
-    pass
+    """q pressed or input ended: leaves the session from any depth of the prompt loop."""
 
 
 class RecordingSession:
     """One pass over the prompts; `ask` reads a key line (like `input`), `say` prints a line."""
 
-    def __init__(self, manifest: str | os.PathLike, source: AudioSource, *, speaker: str = "me",
+    def __init__(self, manifest: str | os.PathLike, source: AudioSource, *, speaker: str,
                  seconds: float | None = None, thresholds: Thresholds = Thresholds(),
                  ask: Callable[[str], str] = input, say: Callable[[str], None] = print):
-        if seconds is not None and not 0 < seconds <= MAX_SECONDS:
-            raise ValueError(f"seconds: expected a length in (0, {MAX_SECONDS:g}] s, got {seconds}")
+        if seconds is not None and not MIN_SECONDS <= seconds <= MAX_SECONDS:
+            raise ConfigError(f"seconds: take length out of range, expected {MIN_SECONDS:g}-{MAX_SECONDS:g} s, "
+                              f"got {seconds:g}")
         self.manifest = Path(manifest)
         self.recordings = self.manifest.parent / RECORDINGS_DIR
         self.source = source
@@ -188,8 +200,9 @@ class RecordingSession:
         self.ask = ask
         self.say = say
 
-    def run(self, prompts) -> SessionSummary:
-        existing = load_manifest(self.manifest, check_audio=False) if self.manifest.exists() else []
+    def run(self, prompts: list[GeneratedSentence]) -> SessionSummary:
+        started = self.manifest.exists() and self.manifest.read_text(encoding="utf-8-sig").strip()
+        existing = load_manifest(self.manifest, check_audio=False) if started else []
         done = {u.text for u in existing}
         todo = [p for p in prompts if p.text not in done]
         summary = SessionSummary(str(self.manifest), len(prompts), len(prompts) - len(todo), 0, 0, False)
@@ -250,9 +263,13 @@ class RecordingSession:
             self.say(f"  unknown key, expected Enter or one of {', '.join(allowed + 'q')}, got {key!r}")
 
     def _record(self) -> np.ndarray:
+        """One take without the Enter key's sound: its release at the start and, when Enter
+        stops the take, its press at the end (loud on laptop microphones, it reads as speech
+        cut at the edge)."""
+        start = round(KEY_RELEASE_SECONDS * SAMPLE_RATE)
         if self.seconds is not None:
             self.say(f"  recording {self.seconds:g} s ...")
-            return self.source.record(None, self.seconds)
+            return self.source.record(None, self.seconds)[start:]
 
         def stop() -> None:
             try:
@@ -260,9 +277,10 @@ class RecordingSession:
             except EOFError:
                 pass
 
-        return self.source.record(stop, MAX_SECONDS)
+        audio = self.source.record(stop, MAX_SECONDS)
+        return audio[start:max(start, len(audio) - round(KEY_PRESS_SECONDS * SAMPLE_RATE))]
 
-    def _save(self, prompt, audio: np.ndarray, utt_id: str) -> None:
+    def _save(self, prompt: GeneratedSentence, audio: np.ndarray, utt_id: str) -> None:
         path = write_wav(self.recordings / f"{utt_id}.wav", audio)
         utt = Utterance(
             audio=str(path),

@@ -20,8 +20,17 @@ from lora_training.evaluation.normalize import normalize_for_safety
 Transcriber = Callable[[list[np.ndarray]], list[str]]
 Decision = Literal["keep", "regenerate", "drop"]
 
-# MEASURED: see the note in the report; replaced below once measured.
+# Measured on 200 espeak clips of a 30-term lexicon heard by moonshine-base (letters-only CER
+# against the spoken text): intact clips median 0.22, 95th percentile 0.53, max 0.77 (whole
+# sentences misheard in the West Midlands and Scottish voices; jargon slips such as "cube
+# control" heard as "cue control" cost 0.05-0.2), while silence and noise score 1.00, reversed
+# speech >= 0.71 and another sentence's audio >= 0.72. 0.5 rejects every one of those, keeps 93%
+# of intact clips and sends the rest, the least intelligible voices, back for another voice.
 DEFAULT_MAX_CER = 0.5
+# A clip cut short is heard as a short transcript: the share of spoken letters the transcript
+# has was >= 0.82 for 99% of intact clips (never < 0.75) but < 0.75 for 88% of clips cut to their
+# first half. With this rule the gate rejects 95% of half clips instead of 69%, at no cost.
+MIN_COVERAGE = 0.75
 DEFAULT_RETRIES = 2
 DEFAULT_MODEL = "embedded:moonshine-base"
 
@@ -53,10 +62,13 @@ def spoken_cer(spoken: str, transcript: str) -> float:
 
 
 def decide(spoken: str, transcript: str, attempt: int, *, max_cer: float, retries: int) -> Verdict:
-    """Keep a clip whose transcript is within `max_cer` of what was spoken; otherwise try again
-    with another seed and voice while attempts remain (attempt 0 is the first), then drop it."""
+    """Keep a clip whose transcript is within `max_cer` of what was spoken and not much shorter;
+    otherwise try again with another seed and voice while attempts remain (attempt 0 is the
+    first), then drop it."""
     cer = spoken_cer(spoken, transcript)
-    if cer <= max_cer:
+    reference = _letters(spoken)
+    coverage = len(_letters(transcript)) / len(reference) if reference else 1.0
+    if cer <= max_cer and coverage >= MIN_COVERAGE:
         return Verdict("keep", cer, transcript)
     return Verdict("regenerate" if attempt < retries else "drop", cer, transcript)
 

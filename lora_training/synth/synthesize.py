@@ -1,9 +1,9 @@
 """Synthetic jargon speech: sentences → TTS in worker processes → quality gate → manifest.
 
 The run is resumable: a clip's id is a hash of everything that shapes its audio (text, spoken
-form, backend, augmentation, seed), the output manifest is rewritten after every gated batch,
-and a re-run keeps every listed clip whose file is still a valid 16 kHz clip. Interrupting
-loses at most one batch.
+form, backend, augmentation, seed), the output manifest is checkpointed every few seconds and
+on exit (Ctrl-C included), and a re-run keeps every listed clip whose file is still a valid
+16 kHz clip. Sentences the gate dropped are tried again on a re-run.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import numpy as np
 
 from lora_training.data.audio import MAX_SECONDS, MIN_SECONDS, SAMPLE_RATE, write_wav
 from lora_training.data.manifest import Utterance, load_manifest, save_manifest
-from lora_training.errors import ConfigError
+from lora_training.errors import ConfigError, LoraTrainingError
 from lora_training.synth import gate as gates
 from lora_training.synth.augment import augment
 from lora_training.synth.sentences import GeneratedSentence, generate_sentences, sentences_from_file
@@ -32,6 +32,9 @@ from lora_training.synth.tts import BACKENDS, BackendOptions, Clip, TtsBackend
 from lora_training.synth.vocabulary import load_vocabulary
 
 SILENCE_SECONDS = (0.25, 0.5)
+# A checkpoint rewrites the whole manifest; every few seconds bounds both the work lost to a
+# kill and the rewriting (500 clips saved one by one would write ~25 MB).
+CHECKPOINT_SECONDS = 5.0
 # Dropped sentences shown in the summary, so a user sees what the gate refused and why.
 MAX_DROPPED_EXAMPLES = 10
 
@@ -80,14 +83,13 @@ class Job:
     """One sentence to speak; `attempt` counts regenerations after the gate refused a clip."""
 
     index: int
-    id: str
+    id: str  # hashes the seed too, so it alone seeds the clip's choices
     sentence: GeneratedSentence
-    seed: str
     augment: bool
     attempt: int = 0
 
     def rng(self) -> random.Random:
-        return random.Random(f"{self.seed}/{self.id}/{self.attempt}")
+        return random.Random(f"{self.id}/{self.attempt}")
 
 
 @dataclass
@@ -166,13 +168,14 @@ class SynthRun:
         self.counts = Counter()
         self.kept_cers: list[float] = []
         self.dropped: list[dict] = []
+        self._saved_at = time.monotonic()
 
     def setup(self) -> list[Job]:
         sentences = self._sentences()
         self.backend.check()
         fingerprint = "\n".join([self.backend.fingerprint(), f"augment={self.cfg.augment}", f"seed={self.cfg.seed}"])
         self.jobs = [
-            Job(index=i, id=_clip_id(i, s, fingerprint), sentence=s, seed=str(self.cfg.seed), augment=self.cfg.augment)
+            Job(index=i, id=_clip_id(i, s, fingerprint), sentence=s, augment=self.cfg.augment)
             for i, s in enumerate(sentences)
         ]
         self.rows = self._resumable_rows()
@@ -189,9 +192,16 @@ class SynthRun:
         start = time.perf_counter()
         todo = self.setup()
         self.counts["resumed"] = len(self.rows)
-        if todo:
-            self._generate(todo)
-        self._save()
+        try:
+            if todo:
+                self._generate(todo)
+        finally:
+            self._save()
+        if not self.rows:
+            raise LoraTrainingError(
+                f"{self.output}: no clip kept, expected at least one of {len(self.jobs)} sentences to pass the "
+                f"quality gate, got {self.counts['drop']} dropped (see the gate options)"
+            )
         return self._summary(time.perf_counter() - start)
 
     def _sentences(self) -> list[GeneratedSentence]:
@@ -246,14 +256,14 @@ class SynthRun:
                 retry = self._judge(batch)
                 for job in retry:
                     pending[pool.submit(_render, job)] = job
-                self._save()
+                if time.monotonic() - self._saved_at > CHECKPOINT_SECONDS:
+                    self._save()
                 bar.update(len(batch) - len(retry))
                 bar.set_postfix(kept=self.counts["keep"], regenerated=self.counts["regenerate"],
                                 dropped=self.counts["drop"], refresh=False)
         finally:
             bar.close()
             pool.shutdown(wait=True, cancel_futures=True)
-            self._save()
 
     def _judge(self, batch: list[tuple[Job, Clip]]) -> list[Job]:
         """Gate one batch: write kept clips, count the rest; returns the jobs to synthesize again."""
@@ -285,9 +295,13 @@ class SynthRun:
         )
 
     def _save(self) -> None:
+        """Rewrite the manifest with the clips kept so far, in sentence order."""
         rows = [self.rows[job.id] for job in self.jobs if job.id in self.rows]
         if rows:
             save_manifest(self.output, rows)
+        else:  # an earlier run's manifest must not outlive its clips
+            self.output.unlink(missing_ok=True)
+        self._saved_at = time.monotonic()
 
     def _gate_info(self) -> dict | None:
         if self.gate is not None:

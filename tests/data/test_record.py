@@ -13,6 +13,7 @@ import pytest
 from lora_training.data.audio import SAMPLE_RATE, load_audio
 from lora_training.data.manifest import load_manifest, validate_manifests
 from lora_training.data.record import RecordingSession, load_prompts
+from lora_training.errors import ConfigError
 from lora_training.synth.sentences import GeneratedSentence
 from lora_training.testing.signals import speech_like
 
@@ -62,7 +63,8 @@ def _take(amplitude=0.3, seconds=1.5):
 def _session(tmp_path, takes, keys, out=None, **kwargs):
     mic = FakeMicrophone(takes)
     lines = out if out is not None else []
-    session = RecordingSession(tmp_path / "data" / "my_voice_all.jsonl", mic, ask=Keys(keys), say=lines.append, **kwargs)
+    session = RecordingSession(tmp_path / "data" / "my_voice_all.jsonl", mic, speaker="me", ask=Keys(keys),
+                               say=lines.append, **kwargs)
     return session, mic, lines
 
 
@@ -77,12 +79,13 @@ def test_keeping_every_take_writes_wavs_and_a_valid_manifest(tmp_path):
     rows = _lines(tmp_path)
     assert [r["id"] for r in rows] == ["rec-0001", "rec-0002", "rec-0003"]
     assert rows[0] == {"audio": "recordings/rec-0001.wav", "text": "Run kubectl now.", "id": "rec-0001",
-                       "duration": 1.5, "source": "real", "speaker": "me", "spoken": "Run cube control now.",
+                       "duration": 1.25, "source": "real", "speaker": "me", "spoken": "Run cube control now.",
                        "terms": ["kubectl"]}
     assert "spoken" not in rows[1] and "terms" not in rows[1]
     manifest = tmp_path / "data" / "my_voice_all.jsonl"
     assert validate_manifests([manifest])[0]["ok"]
-    assert load_audio(tmp_path / "data" / "recordings" / "rec-0003.wav").shape == (int(1.5 * SAMPLE_RATE),)
+    # 0.1 s (Enter released) and 0.15 s (Enter pressed) are trimmed from the 1.5 s take.
+    assert load_audio(tmp_path / "data" / "recordings" / "rec-0003.wav").shape == (int(1.25 * SAMPLE_RATE),)
 
 
 def test_redo_keeps_the_second_take_and_warnings_are_shown(tmp_path):
@@ -118,7 +121,8 @@ def test_end_of_input_quits_and_unknown_keys_are_asked_again(tmp_path):
             raise EOFError from None
 
     out = []
-    session = RecordingSession(tmp_path / "m.jsonl", FakeMicrophone([_take()]), ask=ask, say=out.append)
+    session = RecordingSession(tmp_path / "m.jsonl", FakeMicrophone([_take()]), speaker="me", ask=ask,
+                               say=out.append)
     summary = session.run(PROMPTS)
     assert summary.quit and summary.recorded == 1
     assert "  unknown key, expected Enter or one of s, q, got 'x'" in out
@@ -129,13 +133,23 @@ def test_a_take_too_short_to_keep_is_recorded_again(tmp_path):
     session, mic, out = _session(tmp_path, [blip, _take()], [START, STOP, START, STOP, KEEP, "q"])
     session.run(PROMPTS)
     assert len(mic.calls) == 2 and "  too short to keep, record it again" in out
-    assert _lines(tmp_path)[0]["duration"] == 1.5
+    assert _lines(tmp_path)[0]["duration"] == 1.25
+
+
+def test_enter_key_clicks_are_trimmed_not_reported_as_cut_speech(tmp_path):
+    take = _take()
+    click = 0.5 * np.sin(np.arange(480) * 1.3).astype(np.float32)  # 30 ms of clack at each edge
+    take[:480], take[-480:] = click, click
+    session, _, out = _session(tmp_path, [take], [START, STOP, KEEP, "q"])
+    session.run(PROMPTS)
+    assert not [line for line in out if line.startswith("  !")], out
 
 
 def test_fixed_length_takes_need_no_stop_key(tmp_path):
     session, mic, _ = _session(tmp_path, [_take()], [START, KEEP, "q"], seconds=4.0)
     session.run(PROMPTS)
     assert mic.calls == [(True, 4.0)]
+    assert _lines(tmp_path)[0]["duration"] == 1.4
 
 
 def test_ctrl_c_keeps_what_was_accepted_and_a_rerun_resumes(tmp_path):
@@ -180,6 +194,8 @@ def test_prompts_cover_the_vocabulary_or_come_from_a_file(tmp_path):
     prompts = load_prompts(vocab, 2, sentences=sentences)
     assert [(p.text, p.spoken) for p in prompts] == [("restart nginx", "restart engine x"),
                                                      ("run pytest twice", "run pytest twice")]
+    with pytest.raises(ConfigError, match="count: no prompts"):
+        load_prompts(vocab, 0, sentences=sentences)
 
 
 # What `import sounddevice` does on machines without a usable microphone.
@@ -212,3 +228,61 @@ def test_no_microphone_is_one_line_and_exit_1(tmp_path, stub):
     lines = proc.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: microphone"), proc.stderr
     assert not (tmp_path / "my_voice_all.jsonl").exists()
+
+
+class FakeSounddevice:
+    """Stands in for the sounddevice module: an input device at `rate` that streams 1 s blocks of 0.1."""
+
+    class PortAudioError(Exception):
+        pass
+
+    class CallbackStop(Exception):
+        pass
+
+    def __init__(self, rate):
+        self.rate = rate
+
+    def query_devices(self, device=None, kind=None):
+        return {"name": "fake mic", "default_samplerate": float(self.rate)}
+
+    def check_input_settings(self, device=None, samplerate=None, channels=None, dtype=None):
+        if samplerate != self.rate:
+            raise self.PortAudioError("Invalid sample rate")
+
+    def InputStream(self, samplerate, channels, dtype, device, callback, finished_callback):
+        sd = self
+
+        class Stream:
+            def __enter__(self):
+                try:
+                    for _ in range(100):
+                        callback(np.full((samplerate, 1), 0.1, np.float32), samplerate, None, None)
+                except sd.CallbackStop:
+                    finished_callback()
+                return self
+
+            def __exit__(self, *exc):
+                return False
+
+        return Stream()
+
+
+@pytest.mark.parametrize("rate", [16000, 48000])
+def test_microphone_stops_at_max_seconds_and_delivers_16_khz(monkeypatch, rate):
+    from lora_training.data.record import Microphone
+
+    monkeypatch.setitem(sys.modules, "sounddevice", FakeSounddevice(rate))
+    mic = Microphone()
+    audio = mic.record(None, 2.5)
+    assert (mic.rate, audio.dtype, len(audio)) == (rate, np.float32, int(2.5 * SAMPLE_RATE))
+    assert np.median(audio) == pytest.approx(0.1, abs=1e-3)
+
+
+def test_an_empty_manifest_file_is_a_fresh_start_and_bad_seconds_are_refused(tmp_path):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "my_voice_all.jsonl").write_text("\n")
+    session, _, _ = _session(tmp_path, [_take()], [START, STOP, KEEP, "q"])
+    assert session.run(PROMPTS).recorded == 1
+    assert _lines(tmp_path)[0]["id"] == "rec-0001"
+    with pytest.raises(ConfigError, match="seconds: take length out of range, expected 0.3-30 s, got 0"):
+        _session(tmp_path, [], [], seconds=0)

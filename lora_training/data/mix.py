@@ -1,0 +1,213 @@
+"""Mix manifests (the user's recordings, synthetic speech) into one training manifest.
+
+A few hundred real clips next to thousands of synthetic ones would teach mostly the TTS voices;
+a target ratio (`real=1,synthetic=3`) keeps as many rows as possible at that proportion by
+sampling down whichever source is in excess, and `upsample_real` repeats the real rows first
+when they should weigh more than their count. Every row keeps its `source`, so evaluation and
+the report can still tell the two apart.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+from collections import Counter
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from lora_training.data.audio import audio_duration
+from lora_training.data.manifest import SOURCES, Utterance, load_manifest, save_manifest
+from lora_training.errors import ConfigError, ManifestError
+
+
+@dataclass(frozen=True)
+class MixInput:
+    path: str
+    source: str | None  # for rows without a `source` field; from the `real=PATH` form
+
+
+@dataclass
+class SourceSummary:
+    source: str
+    manifests: list[str]
+    available: int  # distinct rows in the inputs
+    selected: int  # rows in the mix, repeats included
+    distinct: int  # distinct rows in the mix
+    hours: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class MixSummary:
+    output: str
+    seed: int
+    ratio: dict[str, float] | None
+    upsample_real: int
+    utterances: int
+    hours: float
+    sources: list[SourceSummary]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def render(self) -> str:
+        lines = [f"{self.output}: {self.utterances} utterances, {self.hours:.2f} hours (seed {self.seed})"]
+        for s in self.sources:
+            share = s.selected / self.utterances if self.utterances else 0.0
+            lines.append(
+                f"  {s.source:<10} {s.selected:>6} rows ({share:.0%}), {s.hours:.2f} h, "
+                f"{s.distinct} of {s.available} distinct rows used"
+            )
+        return "\n".join(lines)
+
+
+def parse_input(spec: str) -> MixInput:
+    """`PATH`, or `SOURCE=PATH` to name the source of rows that lack one (`real=data/old.jsonl`)."""
+    source, sep, path = spec.partition("=")
+    if sep and source in SOURCES:
+        return MixInput(path=path, source=source)
+    return MixInput(path=spec, source=None)
+
+
+def parse_ratio(spec: str) -> dict[str, float]:
+    """`real=1,synthetic=3` → {"real": 1.0, "synthetic": 3.0}."""
+    ratio: dict[str, float] = {}
+    for part in spec.split(","):
+        source, sep, value = part.strip().partition("=")
+        try:
+            weight = float(value)
+        except ValueError:
+            weight = math.nan
+        if not sep or source not in SOURCES or not math.isfinite(weight) or weight < 0:
+            raise ConfigError(
+                f"ratio: invalid part {part.strip()!r}, expected SOURCE=WEIGHT with SOURCE one of "
+                f"{', '.join(SOURCES)} and WEIGHT >= 0 (e.g. real=1,synthetic=3), got {spec!r}"
+            )
+        ratio[source] = weight
+    return ratio
+
+
+def mix_manifests(
+    inputs: list[str],
+    output: str | os.PathLike,
+    *,
+    ratio: dict[str, float] | None = None,
+    upsample_real: int = 1,
+    default_source: str | None = None,
+    seed: int = 0,
+) -> MixSummary:
+    """Write one shuffled manifest from `inputs` (paths or `SOURCE=PATH`) and describe it.
+
+    Relative audio paths are rewritten against the output's folder; ids that occur in more than
+    one input get their manifest's name as a prefix, and repeats of a row get `~2`, `~3`….
+    """
+    if upsample_real < 1:
+        raise ConfigError(f"upsample_real: expected a whole number >= 1, got {upsample_real}")
+    if default_source is not None and default_source not in SOURCES:
+        raise ConfigError(f"default_source: expected one of {', '.join(SOURCES)}, got {default_source!r}")
+    specs = [parse_input(spec) for spec in inputs]
+    if not specs:
+        raise ConfigError("inputs: no manifest, expected at least one manifest to mix, got none")
+    loaded = _load_all(specs, default_source)
+    pools: dict[str, list[Utterance]] = {}
+    for rows in loaded:
+        for utt in rows:
+            pools.setdefault(utt.source, []).append(utt)
+    available = {s: len(rows) * (upsample_real if s == "real" else 1) for s, rows in pools.items()}
+    targets = _targets(available, ratio) if ratio is not None else available
+
+    rng = random.Random(seed)
+    mixed: list[Utterance] = []
+    for source, rows in pools.items():
+        mixed.extend(_take(rows, targets[source], rng))
+    rng.shuffle(mixed)
+    if not mixed:
+        raise ConfigError(f"ratio: every weight is 0 for the sources present, expected rows in the mix, got {ratio}")
+    save_manifest(output, mixed)
+
+    summaries = []
+    for source, rows in pools.items():
+        chosen = [u for u in mixed if u.source == source]
+        summaries.append(SourceSummary(
+            source=source,
+            manifests=[spec.path for spec, got in zip(specs, loaded) if any(u.source == source for u in got)],
+            available=len(rows),
+            selected=len(chosen),
+            distinct=len({u.audio for u in chosen}),
+            hours=sum(_seconds(u) for u in chosen) / 3600,
+        ))
+    return MixSummary(
+        output=str(output), seed=seed, ratio=ratio, upsample_real=upsample_real, utterances=len(mixed),
+        hours=sum(s.hours for s in summaries), sources=summaries,
+    )
+
+
+def _load_all(specs: list[MixInput], default_source: str | None) -> list[list[Utterance]]:
+    """Every input loaded, with its source filled in and ids made unique across inputs;
+    problems in all inputs are reported together."""
+    problems: list[str] = []
+    loaded: list[list[Utterance]] = []
+    for spec in specs:
+        try:
+            rows = load_manifest(spec.path)
+        except ManifestError as e:
+            problems.extend(e.problems)
+            loaded.append([])
+            continue
+        fallback = spec.source or default_source
+        missing = sum(1 for u in rows if u.source is None)
+        if missing and fallback is None:
+            problems.append(
+                f"{spec.path}: {missing} row(s) without 'source', expected a source for every row, got none "
+                f"(name it: real={spec.path}, or pass --default-source)"
+            )
+        loaded.append([replace(u, source=u.source or fallback) for u in rows])
+    if problems:
+        raise ManifestError(problems)
+    owners = Counter(uid for rows in loaded for uid in {u.id for u in rows})
+    labels = _labels([spec.path for spec in specs])
+    return [
+        [replace(u, id=f"{label}/{u.id}") if owners[u.id] > 1 else u for u in rows]
+        for label, rows in zip(labels, loaded)
+    ]
+
+
+def _labels(paths: list[str]) -> list[str]:
+    """Each manifest's file stem, numbered when two inputs share one."""
+    stems = [Path(p).stem for p in paths]
+    counts = Counter(stems)
+    return [stem if counts[stem] == 1 else f"{stem}-{i + 1}" for i, stem in enumerate(stems)]
+
+
+def _targets(available: dict[str, int], ratio: dict[str, float]) -> dict[str, int]:
+    """The largest counts in proportion to `ratio` that no source runs out of."""
+    unnamed = sorted(set(available) - set(ratio))
+    absent = sorted(set(ratio) - set(available))
+    if unnamed or absent:
+        raise ConfigError(
+            f"ratio: expected a weight for exactly the sources present ({', '.join(sorted(available))}), "
+            f"got {', '.join(f'{s}={w:g}' for s, w in ratio.items())}"
+        )
+    scale = min((available[s] / w for s, w in ratio.items() if w > 0), default=0.0)
+    return {s: min(available[s], round(scale * ratio[s])) for s in available}
+
+
+def _take(rows: list[Utterance], count: int, rng: random.Random) -> list[Utterance]:
+    """`count` rows: whole copies of `rows` first, then a random sample for the remainder, so
+    no row is repeated twice before every row is repeated once."""
+    copies, rest = divmod(count, len(rows))
+    taken = [_copy(u, c) for c in range(1, copies + 1) for u in rows]
+    taken += [_copy(u, copies + 1) for u in rng.sample(rows, rest)]
+    return taken
+
+
+def _copy(utt: Utterance, number: int) -> Utterance:
+    return utt if number == 1 else replace(utt, id=f"{utt.id}~{number}")
+
+
+def _seconds(utt: Utterance) -> float:
+    return utt.duration if utt.duration is not None else audio_duration(utt.audio)
