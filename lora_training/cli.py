@@ -376,6 +376,7 @@ def _add_synth_commands(sub) -> None:
     option("--backend", "backend", choices=fields["backend"].metadata["choices"])
     option("--reference-manifest", "reference_manifest", metavar="PATH")
     option("--exclude-voices", "exclude_voices", nargs="+", metavar="VOICE")
+    option("--voices", "voices", nargs="+", metavar="VOICE")
     option("--workers", "workers", type=int)
     option("--seed", "seed", type=int)
     option("--augment", "augment", action="store_true")
@@ -392,17 +393,161 @@ def _add_synth_commands(sub) -> None:
         formatter_class=_Formatter,
     )
     p.add_argument("inputs", nargs="+", metavar="MANIFEST",
-                   help="manifests to mix; SOURCE=PATH (real=... or synthetic=...) names the source of rows without one")
+                   help="manifests to mix; SOURCE=PATH (real=... or synthetic=...) names the source of "
+                        "rows without one")
     p.add_argument("--output", default="data/mixed_train.jsonl", help="mixed manifest to write")
     p.add_argument("--ratio", default=None, metavar="SOURCE=W,...",
                    help="rows per source in proportion, e.g. real=1,synthetic=3 (the source in excess is "
                         "sampled down); None: every row once")
-    p.add_argument("--upsample-real", type=int, default=1, metavar="N", help="repeat real rows N times before the ratio")
+    p.add_argument("--upsample-real", type=int, default=1, metavar="N",
+                   help="repeat real rows N times before the ratio")
     p.add_argument("--default-source", default=None, choices=("real", "synthetic"),
                    help="source of rows that have none and whose manifest was not named SOURCE=PATH")
     p.add_argument("--seed", type=int, default=0, help="random seed of sampling and shuffle")
     p.add_argument("--json", action="store_true", help="print the composition as JSON")
     p.set_defaults(handler=_cmd_mix)
+
+
+# --- evaluation -------------------------------------------------------------------------
+
+def _eval_option(p, flag: str, name: str, **kw) -> None:
+    """An EvalOptions field as an option: help and default come from the dataclass, absent stays absent."""
+    from lora_training.evaluation.evaluate import option_fields
+
+    f = next(f for f in option_fields() if f.name == name)
+    default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+    kw.setdefault("help", f.metadata["help"] + ("" if default in (None, []) else f" (default: {default})"))
+    p.add_argument(flag, dest=name, default=argparse.SUPPRESS, **kw)
+
+
+def _given_eval_options(args) -> dict:
+    from lora_training.evaluation.evaluate import option_fields
+
+    return {f.name: getattr(args, f.name) for f in option_fields() if hasattr(args, f.name)}
+
+
+def _show_evaluation(result: dict, args) -> int:
+    if args.json:
+        _print_json(result)
+    else:
+        from lora_training.reporting.console import print_results
+
+        print_results(result, show=args.show)
+        if result["options"]["output"]:
+            print(f"results: {result['options']['output']}")
+    return 0 if result["status"]["ok"] else 1
+
+
+def _cmd_transcribe(args) -> int:
+    from lora_training.evaluation.evaluate import EvalOptions, run_evaluation
+
+    options = EvalOptions(**_given_eval_options(args))
+    return _show_evaluation(run_evaluation(options, progress=not args.no_progress and sys.stderr.isatty()), args)
+
+
+def _cmd_evaluate(args) -> int:
+    from lora_training.runners.evaluation import evaluate_run
+
+    given = _given_eval_options(args)
+    safety = given.pop("safety_manifest", None) or (None if args.safety == "none" else args.safety)
+    result = evaluate_run(args.name, outputs=args.outputs, safety=safety,
+                          progress=not args.no_progress and sys.stderr.isatty(), **given)
+    return _show_evaluation(result, args)
+
+
+def _cmd_report(args) -> int:
+    from lora_training.reporting.report import write_report
+    from lora_training.runners.experiment import run_dir_for
+
+    kw = {"template": args.template} if args.template else {}
+    print(write_report(run_dir_for(args.name, args.outputs), samples=args.samples, **kw))
+    return 0
+
+
+def _cmd_compare(args) -> int:
+    from lora_training.reporting.report import compare_runs
+    from lora_training.runners.experiment import run_dir_for
+
+    rows = compare_runs([run_dir_for(name, args.outputs) for name in args.names])
+    if args.json:
+        _print_json(rows)
+    else:
+        from rich.console import Console
+
+        from lora_training.reporting.console import compare_table
+
+        Console(highlight=False).print(compare_table(rows))
+    return 0
+
+
+def _add_display_options(p) -> None:
+    p.add_argument("--json", action="store_true", help="print the result JSON instead of the table")
+    p.add_argument("--show", type=int, default=5, metavar="N", help="most-changed samples to show as word diffs")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+
+
+def _add_evaluation_commands(sub) -> None:
+    p = sub.add_parser(
+        "transcribe",
+        help="transcribe a manifest or audio files with a base model and/or adapter; score, compare, gate safety",
+        description="Transcribe with the base model and (with --adapter-dir) the adapter merged into it, score "
+                    "both (WER, CER, term recall seen/unseen, symbol accuracy) and optionally a general-domain "
+                    "safety set. Exit status 1 when a clip failed or the safety budget was exceeded.",
+        formatter_class=_Formatter,
+    )
+    inputs = p.add_mutually_exclusive_group(required=True)
+    _eval_option(inputs, "--manifest", "manifest", metavar="PATH")
+    _eval_option(inputs, "--audio", "audio", nargs="+", metavar="PATH")
+    _eval_option(p, "--model-id", "model_id")
+    _eval_option(p, "--adapter-dir", "adapter_dir", metavar="DIR")
+    _eval_option(p, "--output", "output", metavar="JSON")
+    _eval_option(p, "--no-baseline", "baseline", action="store_false",
+                 help="with --adapter-dir, skip the base model on the main set (the safety set still runs both)")
+    _eval_option(p, "--vocabulary", "vocabulary", metavar="FILE")
+    safety = p.add_mutually_exclusive_group()
+    _eval_option(safety, "--safety-manifest", "safety_manifest", metavar="PATH",
+                 help="general-domain manifest for the safety WER")
+    _eval_option(safety, "--safety", "safety_manifest", choices=["builtin"],
+                 help="builtin: real English speech from Debian packages (telephone prompts + audiobook)")
+    _add_run_eval_options(p)
+    _eval_option(p, "--max-chunk-seconds", "max_chunk_seconds", type=float)
+    _add_display_options(p)
+    p.set_defaults(handler=_cmd_transcribe)
+
+    p = sub.add_parser("evaluate", help="best adapter of a run vs its base model, on its eval manifest + safety set",
+                       description="Writes outputs/NAME/eval_results.json. Exit status 1 when a clip failed or "
+                                   "the safety budget was exceeded.", formatter_class=_Formatter)
+    p.add_argument("name", help="experiment name")
+    p.add_argument("--outputs", default="outputs", help="folder holding experiment folders")
+    p.add_argument("--safety", choices=["builtin", "none"], default="builtin", help="safety set (none: no gate)")
+    _eval_option(p, "--safety-manifest", "safety_manifest", metavar="PATH",
+                 help="your own general-domain manifest instead of the built-in safety set")
+    _add_run_eval_options(p)
+    _add_display_options(p)
+    p.set_defaults(handler=_cmd_evaluate)
+
+    p = sub.add_parser("report", help="write outputs/NAME/report.md (+ PNG curves) from the run's files",
+                       formatter_class=_Formatter)
+    p.add_argument("name", help="experiment name")
+    p.add_argument("--outputs", default="outputs", help="folder holding experiment folders")
+    p.add_argument("--template", default=None, help="markdown template (default: docs/training_report.md)")
+    p.add_argument("--samples", type=int, default=5, metavar="N", help="most-changed samples in the report")
+    p.set_defaults(handler=_cmd_report)
+
+    p = sub.add_parser("compare", help="one table across runs: WER, term recall, safety, steps, time",
+                       formatter_class=_Formatter)
+    p.add_argument("names", nargs="+", metavar="NAME", help="experiment names")
+    p.add_argument("--outputs", default="outputs", help="folder holding experiment folders")
+    p.add_argument("--json", action="store_true", help="print the rows as JSON")
+    p.set_defaults(handler=_cmd_compare)
+
+
+def _add_run_eval_options(p) -> None:
+    _eval_option(p, "--safety-budget", "safety_budget", type=float, metavar="POINTS")
+    _eval_option(p, "--safety-max-utterances", "safety_max_utterances", type=int, metavar="N")
+    _eval_option(p, "--batch-size", "batch_size", type=int)
+    _eval_option(p, "--num-threads", "num_threads", type=int)
+    _eval_option(p, "--device", "device", choices=["auto", "cpu", "cuda"])
 
 
 # --- entry point ------------------------------------------------------------------------
@@ -422,6 +567,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_demo_command(sub)
     _add_recording_commands(sub)
     _add_synth_commands(sub)
+    _add_evaluation_commands(sub)
     return parser
 
 

@@ -132,9 +132,11 @@ def mix_manifests(
     summaries = []
     for source, rows in pools.items():
         chosen = [u for u in mixed if u.source == source]
+        from_inputs = [spec.path for spec, rows_in in zip(specs, loaded, strict=True)
+                       if any(u.source == source for u in rows_in)]
         summaries.append(SourceSummary(
             source=source,
-            manifests=[spec.path for spec, got in zip(specs, loaded) if any(u.source == source for u in got)],
+            manifests=from_inputs,
             available=len(rows),
             selected=len(chosen),
             distinct=len({u.audio for u in chosen}),
@@ -172,7 +174,7 @@ def _load_all(specs: list[MixInput], default_source: str | None) -> list[list[Ut
     labels = _labels([spec.path for spec in specs])
     return [
         [replace(u, id=f"{label}/{u.id}") if owners[u.id] > 1 else u for u in rows]
-        for label, rows in zip(labels, loaded)
+        for label, rows in zip(labels, loaded, strict=True)
     ]
 
 

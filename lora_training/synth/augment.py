@@ -42,7 +42,11 @@ class AugmentConfig:
 
 
 def augment(
-    samples: np.ndarray, rng: np.random.Generator, *, sample_rate: int = SAMPLE_RATE, config: AugmentConfig = AugmentConfig()
+    samples: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    sample_rate: int = SAMPLE_RATE,
+    config: AugmentConfig = AugmentConfig(),
 ) -> np.ndarray:
     """A new float32 mono clip: speed, tempo, reverb, then noise (noise is the microphone's, not the room's)."""
     out = np.asarray(samples, dtype=np.float32)

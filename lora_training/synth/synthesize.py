@@ -12,6 +12,7 @@ import hashlib
 import multiprocessing
 import os
 import random
+import signal
 import statistics
 import time
 from collections import Counter
@@ -39,26 +40,33 @@ CHECKPOINT_SECONDS = 5.0
 MAX_DROPPED_EXAMPLES = 10
 
 
+def _f(default, help: str, **kw):
+    return field(default=default, metadata={"help": help, **kw})
+
+
 @dataclass
 class SynthConfig:
-    vocabulary: str | None = field(default=None, metadata={"help": "lexicon file (written | spoken); required unless --sentences"})
-    sentences: str | None = field(default=None, metadata={"help": "speak these sentences (one per line) instead of generating them"})
-    count: int = field(default=500, metadata={"help": "sentences to generate (ignored with --sentences)"})
-    min_per_term: int = field(default=3, metadata={"help": "every term appears in at least this many sentences"})
-    output: str = field(default="data/synthetic_train.jsonl", metadata={"help": "manifest to write; clips go to <stem>_audio/ beside it"})
-    backend: str = field(default="espeak", metadata={"help": "TTS backend", "choices": tuple(BACKENDS)})
-    reference_manifest: str | None = field(default=None, metadata={"help": "recordings of the user whose voice f5-tts clones"})
-    exclude_voices: tuple[str, ...] = field(default=(), metadata={"help": "espeak voices or languages never used (e.g. en-us+m3)"})
-    workers: int = field(default=2, metadata={"help": "TTS worker processes"})
-    seed: int = field(default=0, metadata={"help": "random seed: same seed, same sentences, voices and clips"})
-    augment: bool = field(default=False, metadata={"help": "vary speed, tempo, room reverb and noise per clip"})
-    gate: bool = field(default=True, metadata={"help": "transcribe every clip with a baseline model and regenerate bad ones"})
-    gate_model: str = field(default=gates.DEFAULT_MODEL, metadata={"help": "model reference the gate listens with"})
-    gate_max_cer: float = field(default=gates.DEFAULT_MAX_CER, metadata={"help": "highest character error rate against the spoken text a kept clip may have"})
-    gate_retries: int = field(default=gates.DEFAULT_RETRIES, metadata={"help": "regenerations (new seed and voice) before a sentence is dropped"})
+    vocabulary: str | None = _f(None, "lexicon file (written | spoken); required unless --sentences")
+    sentences: str | None = _f(None, "speak these sentences (one per line) instead of generating them")
+    count: int = _f(500, "sentences to generate (ignored with --sentences)")
+    min_per_term: int = _f(3, "every term appears in at least this many sentences")
+    output: str = _f("data/synthetic_train.jsonl", "manifest to write; clips go to <stem>_audio/ beside it")
+    backend: str = _f("espeak", "TTS backend", choices=tuple(BACKENDS))
+    reference_manifest: str | None = _f(None, "recordings of the user whose voice f5-tts clones")
+    exclude_voices: tuple[str, ...] = _f((), "espeak voices or languages never used (e.g. en-us+m3)")
+    voices: tuple[str, ...] = _f((), "espeak voices or languages to use exclusively (default: all)")
+    workers: int = _f(2, "TTS worker processes (each voice-cloning worker loads its own model)")
+    seed: int = _f(0, "random seed: same seed, same sentences, voices and clips")
+    augment: bool = _f(False, "vary speed, tempo, room reverb and noise per clip")
+    gate: bool = _f(True, "transcribe every clip with a baseline model and regenerate bad ones")
+    gate_model: str = _f(gates.DEFAULT_MODEL, "model reference the gate listens with")
+    gate_max_cer: float = _f(gates.DEFAULT_MAX_CER, "highest character error rate (letters only) against the "
+                             "spoken text that a kept clip may have")
+    gate_retries: int = _f(gates.DEFAULT_RETRIES, "regenerations (new seed and voice) before a sentence is dropped")
 
     def __post_init__(self) -> None:
         self.exclude_voices = tuple(self.exclude_voices)
+        self.voices = tuple(self.voices)
         problems = []
         if self.vocabulary is None and self.sentences is None:
             problems.append("vocabulary: missing, expected --vocabulary FILE (or --sentences FILE), got neither")
@@ -106,7 +114,7 @@ class SynthSummary:
     dropped: int
     hours: float
     seconds: float
-    clips_per_second: float
+    clips_per_second: float  # kept this run / wall time, model loading included
     gate: dict | None
     gate_cer: dict | None  # mean / max over clips kept this run
     terms: dict  # coverage: count, min_uses, below_min
@@ -119,19 +127,20 @@ class SynthSummary:
         lines = [
             f"{self.output}: {self.clips} clips ({self.hours * 60:.1f} min of audio) for {self.sentences} sentences, "
             f"backend {self.backend}",
-            f"  this run: {self.synthesized} synthesized in {self.seconds:.1f} s ({self.clips_per_second:.2f} clips/s), "
-            f"{self.resumed} resumed from an earlier run",
+            f"  this run: {self.kept} clips kept in {self.seconds:.1f} s ({self.clips_per_second:.2f} clips/s), "
+            f"{self.synthesized} synthesized, {self.resumed} resumed from an earlier run",
         ]
         if self.gate is None:
             lines.append(f"  quality gate: off, {self.kept} kept unheard")
         else:
-            cer = "" if not self.gate_cer else f", kept CER mean {self.gate_cer['mean']:.2f} max {self.gate_cer['max']:.2f}"
+            cer = f", kept CER mean {self.gate_cer['mean']:.2f} max {self.gate_cer['max']:.2f}" if self.gate_cer else ""
             lines.append(
                 f"  quality gate (max CER {self.gate['max_cer']:g}, {self.gate['retries']} retries): "
                 f"{self.kept} kept, {self.regenerated} regenerated, {self.dropped} dropped{cer}"
             )
         for example in self.dropped_examples:
-            lines.append(f"    dropped {example['id']}: said {example['spoken']!r}, heard {example['transcript']!r}")
+            lines.append(f"    dropped {example['id']}: said {example['spoken']!r}, "
+                         f"heard {example['transcript']!r}")
         terms = self.terms
         if terms["count"]:
             below = f", below {terms['min_per_term']}: {', '.join(terms['below_min'])}" if terms["below_min"] else ""
@@ -162,7 +171,8 @@ class SynthRun:
         self.output = Path(cfg.output)
         self.audio_dir = audio_dir_for(cfg.output)
         self.backend: TtsBackend = BACKENDS[cfg.backend](
-            BackendOptions(exclude_voices=cfg.exclude_voices, reference_manifest=cfg.reference_manifest)
+            BackendOptions(exclude_voices=cfg.exclude_voices, voices=cfg.voices,
+                           reference_manifest=cfg.reference_manifest)
         )
         self.rows: dict[str, Utterance] = {}
         self.counts = Counter()
@@ -224,7 +234,7 @@ class SynthRun:
                 f"{self.output}: holds non-synthetic utterances (e.g. {foreign[0]}), expected a synthetic manifest "
                 "to resume or a new path, got one that synthesis would overwrite"
             )
-        wanted = {job.id: job for job in self.jobs}
+        wanted = {job.id for job in self.jobs}
         return {
             utt.id: utt for utt in earlier
             if utt.id in wanted and Path(utt.audio) == self._clip_path(utt.id) and _valid_clip(utt.audio)
@@ -267,9 +277,8 @@ class SynthRun:
 
     def _judge(self, batch: list[tuple[Job, Clip]]) -> list[Job]:
         """Gate one batch: write kept clips, count the rest; returns the jobs to synthesize again."""
-        verdicts = self.gate.check(
-            [job.sentence.spoken for job, _ in batch], [clip.samples for _, clip in batch], [job.attempt for job, _ in batch]
-        )
+        verdicts = self.gate.check([job.sentence.spoken for job, _ in batch], [clip.samples for _, clip in batch],
+                                   [job.attempt for job, _ in batch])
         retry = []
         for (job, clip), verdict in zip(batch, verdicts, strict=True):
             self.counts["synthesized"] += 1
@@ -392,7 +401,9 @@ _worker_loaded = False
 
 
 def _init_worker(backend: TtsBackend) -> None:
+    """Ctrl-C is the parent's to handle: it stops the pool and saves what was kept."""
     global _worker_backend
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _worker_backend = backend
 
 

@@ -37,11 +37,11 @@ def test_espeak_speaks_a_16khz_clip_and_is_seeded():
 
 
 def test_espeak_varies_voices_and_never_uses_an_excluded_one():
-    backend = EspeakBackend(BackendOptions(exclude_voices=("en-us+m3", "en-gb-scotland")))
+    backend = EspeakBackend(BackendOptions(exclude_voices=("en-us+m3", "en-029")))
     voices = {backend.synthesize("ok", random.Random(seed)).speaker for seed in range(40)}
     assert len(voices) > 20
     assert "espeak:en-us+m3" not in voices
-    assert not any(v.startswith("espeak:en-gb-scotland") for v in voices)
+    assert not any(v.startswith("espeak:en-029") for v in voices)
 
 
 @pytest.mark.parametrize(
@@ -81,3 +81,12 @@ def test_f5_offline_fails_in_one_line_without_a_traceback(tmp_path):
     assert "not installed" in lines[0] or "hub is unreachable" in lines[0]
     assert "Traceback" not in done.stderr
     assert not (tmp_path / "out.jsonl").exists()
+
+
+def test_espeak_voices_restricts_to_the_named_voices():
+    from lora_training.synth.tts.espeak import EspeakBackend
+
+    backend = EspeakBackend(BackendOptions(voices=("en-us+m3", "en-gb-x-rp")))
+    backend.check()
+    assert "en-us+m3" in backend.voices and "en-gb-x-rp+f2" in backend.voices
+    assert all(v == "en-us+m3" or v.startswith("en-gb-x-rp") for v in backend.voices)

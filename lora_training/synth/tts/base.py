@@ -21,6 +21,8 @@ class BackendOptions:
     # espeak voices (a full name such as `en-us+m3`, or a language such as `en-gb` for all its
     # variants) never used for synthetic speakers, e.g. the voice a demo plays the "real user" with.
     exclude_voices: tuple[str, ...] = ()
+    # espeak voices (or languages) to use exclusively, e.g. the one voice a demo's "real user" has.
+    voices: tuple[str, ...] = ()
     # Voice-cloning backends: a manifest of the user's own recordings to clone the voice from.
     reference_manifest: str | None = None
 

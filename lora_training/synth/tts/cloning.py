@@ -23,7 +23,8 @@ class Reference:
 def require_package(backend: str, module: str, requirement: str) -> None:
     if importlib.util.find_spec(module) is None:
         raise LoraTrainingError(
-            f"{backend} backend: Python package {module!r} not installed, expected `pip install {requirement}`, got none"
+            f"{backend} backend: Python package {module!r} not installed, "
+            f"expected `pip install {requirement}`, got none"
         )
 
 

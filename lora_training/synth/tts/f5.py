@@ -37,10 +37,11 @@ class F5Backend:
         self._model = None
 
     def check(self) -> None:
-        if self.options.exclude_voices:
+        voices = (*self.options.exclude_voices, *self.options.voices)
+        if voices:
             raise ConfigError(
-                f"exclude_voices: only espeak has voices to exclude, expected none with --backend {self.name}, "
-                f"got {', '.join(self.options.exclude_voices)}"
+                f"voices: only espeak has voices to choose, expected no --voices/--exclude-voices with "
+                f"--backend {self.name}, got {', '.join(voices)}"
             )
         require_package(self.name, "f5_tts", "f5-tts")
         self.references = load_references(self.name, self.options.reference_manifest)

@@ -1,0 +1,416 @@
+"""Transcribe a manifest (or plain audio) with the base model and an adapter, score both, gate on safety.
+
+    run_evaluation(EvalOptions(...)) -> result dict (schema_version 1, see docs/evaluation.md)
+
+The base model is loaded once: the baseline transcribes first, then the adapter is attached
+and merged into the same weights (no LoRA overhead at inference) and everything runs again.
+Clips that cannot be read or decoded are listed under `failures` and left out of every score,
+for both systems alike, so the comparison stays paired. The result JSON is the source of truth;
+the console table and the markdown report are views of it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from lora_training.errors import ConfigError, LoraTrainingError
+
+SCHEMA_VERSION = 1
+# What `evaluate NAME` writes into outputs/NAME/, and `report` / `compare` read.
+RESULTS_FILE = "eval_results.json"
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
+EMBEDDED_DEFAULT = "embedded:moonshine-base"
+BUILTIN = "builtin"
+SYSTEMS = ("baseline", "adapter")
+
+
+def _f(default, help: str, **kw):
+    if isinstance(default, list):
+        return field(default_factory=list, metadata={"help": help, **kw})
+    return field(default=default, metadata={"help": help, **kw})
+
+
+@dataclass
+class EvalOptions:
+    model_id: str | None = _f(None, "base model: hub id, local folder or embedded:moonshine-base "
+                                    "(default: the adapter's base model, else embedded:moonshine-base)")
+    adapter_dir: str | None = _f(None, "adapter folder to evaluate against the base model (merged for inference)")
+    manifest: str | None = _f(None, "manifest (JSONL) to transcribe and score")
+    audio: list[str] = _f([], "audio file(s) or folder(s) to transcribe without references")
+    output: str | None = _f(None, "write the result JSON here")
+    baseline: bool = _f(True, "also transcribe with the base model alone (with an adapter)")
+    vocabulary: str | None = _f(None, "vocabulary file: term recall in references without `terms`, and false alarms")
+    safety_manifest: str | None = _f(None, "general-domain manifest for the safety WER, or 'builtin'")
+    safety_budget: float = _f(1.0, "largest allowed safety WER increase of the adapter, in WER points")
+    safety_max_utterances: int = _f(0, "use at most N evenly spaced safety clips (0: all)")
+    batch_size: int = _f(16, "largest decoding batch (clips of similar length are batched together)")
+    max_chunk_seconds: float = _f(20.0, "clips longer than this are cut at quiet points and the texts joined")
+    num_threads: int = _f(0, "torch CPU threads (0: all cores, at most 8)")
+    device: str = _f("auto", "compute device (auto: cuda when available, else cpu)", choices=("auto", "cpu", "cuda"))
+
+    def __post_init__(self) -> None:
+        problems = []
+        if bool(self.manifest) == bool(self.audio):
+            problems.append(f"input: expected exactly one of --manifest or --audio, got "
+                            f"{'both' if self.manifest else 'neither'}")
+        if not self.baseline and not self.adapter_dir:
+            problems.append("baseline: --no-baseline leaves nothing to transcribe without --adapter-dir")
+        if not self.safety_budget >= 0:
+            problems.append(f"safety_budget: expected WER points >= 0, got {self.safety_budget!r}")
+        if not (isinstance(self.batch_size, int) and self.batch_size > 0):
+            problems.append(f"batch_size: expected a positive integer, got {self.batch_size!r}")
+        for name in ("safety_max_utterances", "num_threads"):
+            if not (isinstance(getattr(self, name), int) and getattr(self, name) >= 0):
+                problems.append(f"{name}: expected an integer >= 0, got {getattr(self, name)!r}")
+        if not 1.0 <= self.max_chunk_seconds <= 30.0:
+            problems.append(f"max_chunk_seconds: expected 1-30 s (Moonshine's decoder has 194 positions), "
+                            f"got {self.max_chunk_seconds!r}")
+        if self.device not in ("auto", "cpu", "cuda"):
+            problems.append(f"device: expected auto, cpu or cuda, got {self.device!r}")
+        if problems:
+            raise ConfigError("invalid evaluation options: " + "; ".join(problems))
+
+
+def option_fields() -> list[dataclasses.Field]:
+    """The fields in declaration order, for the CLI to take help texts and defaults from."""
+    return list(dataclasses.fields(EvalOptions))
+
+
+@dataclass
+class Clip:
+    """One input clip: a manifest utterance, or an audio file without a reference."""
+
+    id: str
+    audio: str
+    ref: str | None = None
+    terms: list[str] | None = None
+
+
+# --- inputs -----------------------------------------------------------------------------
+
+def manifest_clips(path: str | os.PathLike) -> list[Clip]:
+    """Clips of a manifest; missing audio becomes a per-clip failure later, not an error here."""
+    from lora_training.data.manifest import load_manifest
+
+    return [Clip(u.id, u.audio, u.text, u.terms) for u in load_manifest(path, check_audio=False)]
+
+
+def audio_clips(paths: list[str]) -> list[Clip]:
+    """Clips for audio files and every audio file under folders (recursively, sorted)."""
+    clips = []
+    for given in paths:
+        path = Path(given)
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())
+            if not found:
+                raise ConfigError(f"{path}: no audio files, expected {' '.join(AUDIO_SUFFIXES)} files in the folder")
+            clips += [Clip(str(Path(given) / p.relative_to(path)), str(p)) for p in found]
+        else:
+            clips.append(Clip(str(given), str(path)))
+    ids = [c.id for c in clips]
+    duplicates = sorted({i for i in ids if ids.count(i) > 1})
+    if duplicates:
+        raise ConfigError(f"--audio: the same file given twice, expected each once, got {', '.join(duplicates[:3])}")
+    return clips
+
+
+def safety_clips(reference: str, limit: int) -> tuple[str, str | None, list[Clip]]:
+    """(manifest path, description, clips) of the safety set; `limit` keeps N evenly spaced clips."""
+    from lora_training.evaluation.safety import DESCRIPTION, builtin_safety_manifest
+
+    if reference == BUILTIN:
+        path, description = str(builtin_safety_manifest()), DESCRIPTION
+    else:
+        path, description = reference, None
+    clips = manifest_clips(path)
+    if 0 < limit < len(clips):
+        clips = [clips[i * len(clips) // limit] for i in range(limit)]
+    return path, description, clips
+
+
+def load_clip_audio(clips: list[Clip], set_name: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Decoded audio by clip id, and one failure record per clip that could not be read."""
+    from lora_training.data.audio import load_audio
+
+    audio, failures = {}, []
+    for clip in clips:
+        try:
+            audio[clip.id] = load_audio(clip.audio, max_seconds=None)
+        except LoraTrainingError as e:
+            failures.append(_failure(clip, set_name, "audio", None, str(e)))
+    return audio, failures
+
+
+def _failure(clip: Clip, set_name: str, stage: str, system: str | None, error: str) -> dict[str, Any]:
+    return {"id": clip.id, "audio": clip.audio, "set": set_name, "stage": stage, "system": system, "error": error}
+
+
+# --- the run ----------------------------------------------------------------------------
+
+class _Evaluator:
+    """Holds the model between the baseline and the adapter pass; one instance per run."""
+
+    def __init__(self, options: EvalOptions, progress: bool):
+        self.options = options
+        self.progress = progress
+        self.failures: list[dict[str, Any]] = []
+        self.timing: dict[str, Any] = {}
+
+    def transcribe(self, system: str, set_name: str, clips: list[Clip], audio: dict) -> dict[str, dict]:
+        """{clip id: {"hyp", "chunks"}} for the clips that decoded; the others become failures."""
+        from lora_training.data.audio import SAMPLE_RATE
+        from lora_training.evaluation.transcribe import transcribe_clips
+
+        todo = [c for c in clips if c.id in audio]
+        label = f"{set_name} · {system}" if self.progress else None
+        start = time.perf_counter()
+        results = transcribe_clips(self.model, self.processor, [audio[c.id] for c in todo],
+                                   batch_size=self.options.batch_size,
+                                   max_chunk_seconds=self.options.max_chunk_seconds, progress=label)
+        seconds = time.perf_counter() - start
+        audio_seconds = sum(len(audio[c.id]) for c in todo) / SAMPLE_RATE
+        self.timing[system if set_name == "eval" else f"{set_name}_{system}"] = {
+            "seconds": round(seconds, 3), "audio_seconds": round(audio_seconds, 3),
+            "rtf": round(seconds / audio_seconds, 4) if audio_seconds else None,
+        }
+        out = {}
+        for clip, result in zip(todo, results):
+            if result.error:
+                self.failures.append(_failure(clip, set_name, "transcribe", system, result.error))
+            else:
+                out[clip.id] = {"hyp": result.text, "chunks": result.chunks}
+        return out
+
+
+def run_evaluation(options: EvalOptions, *, progress: bool = False) -> dict[str, Any]:
+    """Everything `transcribe` and `evaluate NAME` report, as a JSON-ready dict (written to options.output)."""
+    from lora_training.data.audio import SAMPLE_RATE
+
+    started = time.perf_counter()
+    ev = _Evaluator(options, progress)
+
+    # Cheap checks and decoding first: a wrong path fails before a model is loaded.
+    sidecar = _sidecar(options.adapter_dir)
+    model_id = options.model_id or (sidecar or {}).get("base_model") or EMBEDDED_DEFAULT
+    clips = manifest_clips(options.manifest) if options.manifest else audio_clips(options.audio)
+    vocabulary = _vocabulary(options.vocabulary)
+    seen_terms = sorted(sidecar.get("train_terms") or []) if sidecar else None
+    audio, failures = load_clip_audio(clips, "eval")
+    ev.failures += failures
+    safety = None
+    if options.safety_manifest:
+        path, description, s_clips = safety_clips(options.safety_manifest, options.safety_max_utterances)
+        s_audio, s_failures = load_clip_audio(s_clips, "safety")
+        ev.failures += s_failures
+        safety = {"path": path, "description": description, "clips": s_clips, "audio": s_audio}
+    if not audio:
+        raise LoraTrainingError(f"no clip could be read, expected at least one, got {len(ev.failures)} failure(s); "
+                                f"first: {ev.failures[0]['error']}")
+
+    ev.model, ev.processor = _load_model(model_id, options, ev.timing)
+    systems: dict[str, dict[str, dict]] = {}
+    safety_hyps: dict[str, dict[str, dict]] = {}
+    if options.baseline:
+        systems["baseline"] = ev.transcribe("baseline", "eval", clips, audio)
+    if safety:
+        # The safety gate is a delta, so the baseline runs on it even with --no-baseline.
+        safety_hyps["baseline"] = ev.transcribe("baseline", "safety", safety["clips"], safety["audio"])
+    if options.adapter_dir:
+        ev.model = _merge_adapter(ev.model, options.adapter_dir, model_id, ev.timing)
+        systems["adapter"] = ev.transcribe("adapter", "eval", clips, audio)
+        if safety:
+            safety_hyps["adapter"] = ev.transcribe("adapter", "safety", safety["clips"], safety["audio"])
+
+    result = {
+        "schema_version": SCHEMA_VERSION,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "model": _model_block(model_id, options.adapter_dir, sidecar),
+        "inputs": {
+            "manifest": options.manifest, "audio": list(options.audio), "vocabulary": options.vocabulary,
+            "n_clips": len(clips), "audio_seconds": round(sum(len(a) for a in audio.values()) / SAMPLE_RATE, 3),
+            "has_references": all(c.ref is not None for c in clips),
+        },
+        "options": dataclasses.asdict(options),
+        "seen_terms": seen_terms,
+        **_score_main(clips, systems, ev.failures, seen_terms, vocabulary),
+        "safety": _score_safety(safety, safety_hyps, ev.failures, options.safety_budget) if safety else None,
+        "failures": ev.failures,
+        "timing": {**ev.timing, "total_seconds": round(time.perf_counter() - started, 3)},
+    }
+    result["status"] = _status(result)
+    if options.output:
+        from lora_training.atomic import atomic_write_json
+
+        atomic_write_json(options.output, result)
+    return result
+
+
+def _sidecar(adapter_dir: str | None) -> dict[str, Any] | None:
+    if not adapter_dir:
+        return None
+    from lora_training.models.adapters import read_sidecar
+
+    return read_sidecar(adapter_dir)
+
+
+def _vocabulary(path: str | None) -> list[str] | None:
+    if not path:
+        return None
+    from lora_training.synth.vocabulary import load_vocabulary
+
+    return load_vocabulary(path).written_forms()
+
+
+def _load_model(model_id: str, options: EvalOptions, timing: dict[str, Any]):
+    import torch
+
+    from lora_training.models.registry import resolve_model
+
+    torch.set_num_threads(options.num_threads or min(os.cpu_count() or 1, 8))
+    device = options.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    start = time.perf_counter()
+    model, processor = resolve_model(model_id, device=device)
+    timing["load_seconds"] = round(time.perf_counter() - start, 3)
+    return model, processor
+
+
+def _merge_adapter(model, adapter_dir: str, model_id: str, timing: dict[str, Any]):
+    """Attach the adapter (refused on a different base model) and fold it into the weights."""
+    from lora_training.models.adapters import load_adapter
+
+    start = time.perf_counter()
+    merged = load_adapter(model, adapter_dir, base_model=model_id).merge_and_unload()
+    timing["merge_seconds"] = round(time.perf_counter() - start, 3)
+    return merged.eval()
+
+
+def _model_block(model_id: str, adapter_dir: str | None, sidecar: dict | None) -> dict[str, Any]:
+    from lora_training.models.registry import describe_reference
+
+    block = {"model_id": model_id, "resolved": describe_reference(model_id), "adapter_dir": adapter_dir}
+    if sidecar:
+        config = sidecar.get("config") or {}
+        block["adapter"] = {
+            "base_model": sidecar.get("base_model"), "step": sidecar.get("step"), "best": sidecar.get("best"),
+            "kind": "DoRA" if config.get("use_dora") else "LoRA", "r": config.get("lora_r"),
+            "alpha": config.get("lora_alpha"), "sites": config.get("adapter_sites"),
+            "train_terms": len(sidecar.get("train_terms") or []),
+        }
+    return block
+
+
+# --- scoring ----------------------------------------------------------------------------
+
+_DELTA_PATHS = {
+    "wer": ("wer",),
+    "cer": ("cer",),
+    "term_recall": ("term_recall", "overall", "recall"),
+    "term_recall_seen": ("term_recall", "seen", "recall"),
+    "term_recall_unseen": ("term_recall", "unseen", "recall"),
+    "symbol_accuracy": ("symbol_accuracy", "accuracy"),
+    "false_alarms": ("term_recall", "false_alarms", "total"),
+    "n_looping": ("n_looping",),
+}
+
+
+def metric(summary: dict | None, name: str):
+    """A headline number of a score summary by short name (see _DELTA_PATHS); None when absent."""
+    value: Any = summary
+    for key in _DELTA_PATHS[name]:
+        if not isinstance(value, dict):
+            return None
+        value = value.get(key)
+    return value
+
+
+def deltas(baseline: dict | None, adapter: dict | None) -> dict[str, float | None] | None:
+    """adapter - baseline for each headline metric; None where either side has no value."""
+    if baseline is None or adapter is None:
+        return None
+    out = {}
+    for name in _DELTA_PATHS:
+        a, b = metric(adapter, name), metric(baseline, name)
+        out[name] = None if a is None or b is None else round(a - b, 6)
+    return out
+
+
+def _failed_ids(failures: list[dict], set_name: str) -> set[str]:
+    return {f["id"] for f in failures if f["set"] == set_name}
+
+
+def _score_main(clips: list[Clip], systems: dict[str, dict[str, dict]], failures: list[dict],
+                seen_terms: list[str] | None, vocabulary: list[str] | None) -> dict[str, Any]:
+    """`summary` (score per system + deltas) and `utterances` (one row per clip that did not fail)."""
+    from lora_training.evaluation.metrics import repetition_flag, score
+
+    failed = _failed_ids(failures, "eval")
+    ok = [c for c in clips if c.id not in failed]
+    rows = []
+    for clip in ok:
+        any_system = next(iter(systems.values()))[clip.id]
+        rows.append({"id": clip.id, "audio": clip.audio, "ref": clip.ref, "terms": clip.terms,
+                     "chunks": any_system["chunks"]})
+    summary: dict[str, Any] = {name: None for name in SYSTEMS}
+    scored = bool(ok) and all(c.ref is not None for c in ok)
+    terms = None if all(c.terms is None for c in ok) else [c.terms or [] for c in ok]
+    for name, hyps in systems.items():
+        texts = [hyps[c.id]["hyp"] for c in ok]
+        if scored:
+            full = score([c.ref for c in ok], texts, terms=terms, seen_terms=seen_terms, vocabulary=vocabulary)
+            summary[name] = {k: v for k, v in full.items() if k != "per_utterance"}
+            per_row = full["per_utterance"]
+        else:
+            per_row = [{"wer": None, "terms_hit": None, "terms_missed": None, "looping": repetition_flag(t)}
+                       for t in texts]
+        for row, text, scores in zip(rows, texts, per_row):
+            row[name] = {"hyp": text, **scores}
+    summary["delta"] = deltas(summary["baseline"], summary["adapter"])
+    return {"summary": summary, "utterances": rows}
+
+
+def _score_safety(safety: dict, hyps: dict[str, dict[str, dict]], failures: list[dict], budget: float) -> dict:
+    """Safety WER per system with the numbers-aware normaliser, the delta in WER points, and the gate."""
+    from lora_training.evaluation.metrics import score
+
+    failed = _failed_ids(failures, "safety")
+    ok = [c for c in safety["clips"] if c.id not in failed]
+    block: dict[str, Any] = {"manifest": safety["path"], "description": safety["description"],
+                             "n_utterances": len(ok), "normalizer": "safety", "budget_wer_points": budget}
+    rows = [{"id": c.id, "ref": c.ref} for c in ok]
+    for name in SYSTEMS:
+        block[name] = None
+        if name in hyps and ok:
+            texts = [hyps[name][c.id]["hyp"] for c in ok]
+            full = score([c.ref for c in ok], texts, normalizer="safety")
+            block[name] = {"wer": full["wer"], "cer": full["cer"], "n_looping": full["n_looping"]}
+            for row, text, scores in zip(rows, texts, full["per_utterance"]):
+                row[name] = {"hyp": text, "wer": scores["wer"], "looping": scores["looping"]}
+    if block["baseline"] and block["adapter"]:
+        block["delta_wer_points"] = round(100 * (block["adapter"]["wer"] - block["baseline"]["wer"]), 3)
+        block["passed"] = block["delta_wer_points"] <= budget
+    else:
+        block["delta_wer_points"] = None
+        block["passed"] = None
+    block["utterances"] = rows
+    return block
+
+
+def _status(result: dict[str, Any]) -> dict[str, Any]:
+    """ok unless a clip failed or the adapter exceeded the safety budget; `problems` says which."""
+    problems = []
+    if result["failures"]:
+        sets = sorted({f["set"] for f in result["failures"]})
+        problems.append(f"{len(result['failures'])} clip failure(s) in the {' and '.join(sets)} set(s)")
+    safety = result["safety"]
+    if safety and safety["passed"] is False:
+        problems.append(f"safety WER rose {safety['delta_wer_points']:+.2f} points, over the budget of "
+                        f"+{safety['budget_wer_points']:.2f}")
+    return {"ok": not problems, "problems": problems}

@@ -1,0 +1,278 @@
+"""Console view of an evaluation result (the JSON of `transcribe` / `evaluate`), drawn with rich.
+
+Everything shown is read from the result dict, so `--json` output, this view and the markdown
+report can never disagree. Texts go in as rich `Text`, never as markup: a transcript such as
+"[bold]" or "arr[0]" is printed as written.
+"""
+
+from __future__ import annotations
+
+import difflib
+import io
+from typing import Any
+
+from rich.console import Console, Group
+from rich.table import Table
+from rich.text import Text
+
+# (label, metric name, lower is better, as a percentage)
+_ROWS = (
+    ("WER", "wer", True, True),
+    ("CER", "cer", True, True),
+    ("term recall", "term_recall", False, True),
+    ("  seen in training", "term_recall_seen", False, True),
+    ("  unseen", "term_recall_unseen", False, True),
+    ("symbol accuracy", "symbol_accuracy", False, True),
+    ("false alarms", "false_alarms", True, False),
+    ("looping outputs", "n_looping", True, False),
+)
+BETTER, WORSE = "green", "red"
+
+
+def _pct(value) -> str:
+    return "-" if value is None else f"{100 * value:.2f}%"
+
+
+def _value(value, percent: bool) -> str:
+    return _pct(value) if percent else ("-" if value is None else str(value))
+
+
+def _delta(delta, lower_is_better: bool, percent: bool) -> Text:
+    if delta is None:
+        return Text("-")
+    shown = f"{100 * delta:+.2f} pts" if percent else f"{delta:+d}" if isinstance(delta, int) else f"{delta:+g}"
+    if delta == 0:
+        return Text(shown, style="dim")
+    return Text(shown, style=BETTER if (delta < 0) == lower_is_better else WORSE)
+
+
+def _systems(result: dict[str, Any]) -> list[str]:
+    rows = result["utterances"]
+    return [s for s in ("baseline", "adapter") if rows and s in rows[0]] or [
+        s for s in ("baseline", "adapter") if result["timing"].get(s)]
+
+
+def summary_table(result: dict[str, Any]) -> Table:
+    """Metrics per system with the adapter's change; safety WER and speed at the bottom."""
+    from lora_training.evaluation.evaluate import metric
+
+    systems = _systems(result)
+    summary = result["summary"]
+    both = len(systems) == 2
+    table = Table(title=_title(result), title_justify="left", show_edge=False, pad_edge=False)
+    table.add_column("metric")
+    for name in systems:
+        table.add_column(name, justify="right")
+    if both:
+        table.add_column("change", justify="right")
+    if any(summary.get(s) for s in systems):
+        for label, name, lower, percent in _ROWS:
+            values = [metric(summary.get(s), name) for s in systems]
+            if all(v is None for v in values):
+                continue
+            cells = [_value(v, percent) for v in values]
+            if name.startswith("term_recall"):
+                cells = [f"{c} ({_hits(summary.get(s), name)})" if c != "-" else c for c, s in zip(cells, systems)]
+            extra = [_delta(metric(summary["delta"], name), lower, percent)] if both else []
+            table.add_row(label, *cells, *extra)
+    safety = result.get("safety")
+    if safety:
+        values = [(safety.get(s) or {}).get("wer") for s in systems]
+        extra = []
+        if both:
+            d = safety["delta_wer_points"]
+            extra = [Text("-") if d is None else
+                     Text(f"{d:+.2f} pts", style=BETTER if d <= safety["budget_wer_points"] else WORSE)]
+        table.add_row(f"safety WER ({safety['n_utterances']} clips)", *[_pct(v) for v in values], *extra)
+    timing = result["timing"]
+    table.add_row("real-time factor", *[_value((timing.get(s) or {}).get("rtf"), False) for s in systems],
+                  *([Text("")] if both else []))
+    return table
+
+
+def _hits(summary: dict | None, name: str) -> str:
+    part = {"term_recall": "overall", "term_recall_seen": "seen", "term_recall_unseen": "unseen"}[name]
+    block = (summary or {}).get("term_recall", {}).get(part) or {}
+    return f"{block.get('hits', 0)}/{block.get('total', 0)}"
+
+
+def _title(result: dict[str, Any]) -> str:
+    model = result["model"]
+    inputs = result["inputs"]
+    source = inputs["manifest"] or ", ".join(inputs["audio"])
+    adapter = f" + {model['adapter_dir']}" if model.get("adapter_dir") else ""
+    return f"{model['model_id']}{adapter} on {source} ({inputs['n_clips']} clips, {inputs['audio_seconds']:.0f} s)"
+
+
+def word_diff(before: str, after: str) -> Text:
+    """`after` against `before` word by word: removed words struck through in red, added ones green."""
+    a, b = before.split(), after.split()
+    text = Text()
+    for op, i1, i2, j1, j2 in difflib.SequenceMatcher(a=a, b=b, autojunk=False).get_opcodes():
+        if op == "equal":
+            text.append(" ".join(a[i1:i2]) + " ")
+            continue
+        if i2 > i1:
+            text.append(" ".join(a[i1:i2]), style=f"strike {WORSE}")
+            text.append(" ")
+        if j2 > j1:
+            text.append(" ".join(b[j1:j2]), style=f"bold {BETTER}")
+            text.append(" ")
+    text.rstrip()
+    return text
+
+
+def changed_samples(result: dict[str, Any], n: int) -> list[dict[str, Any]]:
+    """The n rows the adapter changed most (by utterance WER, then terms hit); worst rows with one system."""
+    rows = result["utterances"]
+    systems = _systems(result)
+    if len(systems) == 1:
+        s = systems[0]
+        scored = [r for r in rows if r[s]["wer"] is not None and r[s]["wer"] > 0]
+        return sorted(scored, key=lambda r: -r[s]["wer"])[:n]
+
+    def change(row):
+        b, a = row["baseline"], row["adapter"]
+        wer = 0.0 if a["wer"] is None else abs(a["wer"] - b["wer"])
+        terms = 0 if a["terms_hit"] is None else abs(len(a["terms_hit"]) - len(b["terms_hit"]))
+        return (wer, terms)
+
+    changed = [r for r in rows if r["baseline"]["hyp"] != r["adapter"]["hyp"]]
+    return sorted(changed, key=change, reverse=True)[:n]
+
+
+def samples_view(result: dict[str, Any], n: int) -> Group | None:
+    rows = changed_samples(result, n)
+    if not rows:
+        return None
+    systems = _systems(result)
+    parts: list[Any] = [Text(f"\nmost changed samples (baseline → adapter)" if len(systems) == 2
+                             else "\nworst samples (reference → hypothesis)", style="bold")]
+    for row in rows:
+        parts.append(_sample_header(row, systems))
+        if row["ref"] is not None:
+            parts.append(Text("  ref:  ") + Text(row["ref"]))
+        if len(systems) == 2:
+            parts.append(Text("  diff: ") + word_diff(row["baseline"]["hyp"], row["adapter"]["hyp"]))
+        else:
+            parts.append(Text("  diff: ") + word_diff(row["ref"], row[systems[0]]["hyp"]))
+    return Group(*parts)
+
+
+def _sample_header(row: dict[str, Any], systems: list[str]) -> Text:
+    header = Text("• ")
+    if len(systems) == 2:
+        b, a = row["baseline"], row["adapter"]
+        if a["wer"] is None:
+            header.append("changed", style="yellow")
+        elif a["wer"] < b["wer"] or (a["wer"] == b["wer"] and len(a["terms_hit"]) > len(b["terms_hit"])):
+            header.append("better", style=f"bold {BETTER}")
+        elif a["wer"] > b["wer"] or len(a["terms_hit"]) < len(b["terms_hit"]):
+            header.append("worse", style=f"bold {WORSE}")
+        else:
+            header.append("changed", style="yellow")
+        header.append(f"  {row['id']}")
+        if a["wer"] is not None:
+            header.append(f"  WER {_pct(b['wer'])} → {_pct(a['wer'])}")
+        if a.get("looping"):
+            header.append("  looping", style=WORSE)
+    else:
+        s = row[systems[0]]
+        header.append(f"{row['id']}  WER {_pct(s['wer'])}")
+    return header
+
+
+def transcripts_table(result: dict[str, Any]) -> Table:
+    """Every clip's text, for audio given without references."""
+    systems = _systems(result)
+    table = Table(show_edge=False, pad_edge=False)
+    table.add_column("clip")
+    for name in systems:
+        table.add_column(name if len(systems) == 2 else "transcript")
+    for row in result["utterances"]:
+        cells = [Text(row[s]["hyp"]) + (Text("  (looping)", style=WORSE) if row[s]["looping"] else Text(""))
+                 for s in systems]
+        table.add_row(Text(row["id"]), *cells)
+    return table
+
+
+def failures_table(failures: list[dict[str, Any]]) -> Table:
+    table = Table(title=f"{len(failures)} failure(s): skipped, not scored", title_justify="left",
+                  title_style=f"bold {WORSE}", show_edge=False, pad_edge=False)
+    for column in ("clip", "set", "stage", "error"):
+        table.add_column(column, overflow="fold")
+    for f in failures:
+        stage = f["stage"] + (f" ({f['system']})" if f["system"] else "")
+        table.add_row(Text(f["id"]), f["set"], stage, Text(f["error"]))
+    return table
+
+
+def status_line(result: dict[str, Any]) -> Text:
+    status = result["status"]
+    safety = result.get("safety")
+    text = Text()
+    if safety and safety["passed"] is not None:
+        verdict = "passed" if safety["passed"] else "FAILED"
+        text.append(f"safety gate {verdict}: {safety['delta_wer_points']:+.2f} WER points "
+                    f"(budget +{safety['budget_wer_points']:.2f})\n", style=BETTER if safety["passed"] else WORSE)
+    if status["ok"]:
+        text.append("OK", style=f"bold {BETTER}")
+    else:
+        text.append("FAILED: " + "; ".join(status["problems"]), style=f"bold {WORSE}")
+    return text
+
+
+def results_view(result: dict[str, Any], *, show: int = 5) -> Group:
+    """The whole console view: table (or transcripts), changed samples, failures, verdict."""
+    parts: list[Any] = []
+    if result["inputs"]["has_references"]:
+        parts.append(summary_table(result))
+        samples = samples_view(result, show)
+        if samples is not None:
+            parts.append(samples)
+    else:
+        parts.append(Text(_title(result), style="italic"))
+        parts.append(transcripts_table(result))
+        if result.get("safety"):
+            parts.append(summary_table(result))
+    if result["failures"]:
+        parts.append(Text(""))
+        parts.append(failures_table(result["failures"]))
+    parts.append(Text(""))
+    parts.append(status_line(result))
+    return Group(*parts)
+
+
+def print_results(result: dict[str, Any], *, show: int = 5, console: Console | None = None) -> None:
+    (console or Console(highlight=False)).print(results_view(result, show=show))
+
+
+def render_text(result: dict[str, Any], *, show: int = 5, width: int = 120) -> str:
+    """The view as plain text (no colour), for tests and logs."""
+    buffer = io.StringIO()
+    print_results(result, show=show, console=Console(file=buffer, width=width, color_system=None, highlight=False))
+    return buffer.getvalue()
+
+
+def compare_table(rows: list[dict[str, Any]]) -> Table:
+    """One line per run (rows from reporting.report.compare_runs); the best adapter WER in bold."""
+    table = Table(show_edge=False, pad_edge=False)
+    for column, justify in (("run", "left"), ("phase", "left"), ("adapter", "left"), ("steps", "right"),
+                            ("time", "right"), ("baseline WER", "right"), ("adapter WER", "right"),
+                            ("term recall", "right"), ("safety Δ", "right"), ("from", "left")):
+        table.add_column(column, justify=justify)
+    scored = [r["best_wer"] for r in rows if r["best_wer"] is not None]
+    best = min(scored) if scored else None
+    for r in rows:
+        wer = Text(_pct(r["best_wer"]), style="bold" if r["best_wer"] is not None and r["best_wer"] == best else "")
+        if r["safety_delta_points"] is None:
+            safety = Text("-")
+        else:
+            safety = Text(f"{r['safety_delta_points']:+.2f} pts", style=BETTER if r["safety_passed"] else WORSE)
+        seconds = r["train_seconds"]
+        time_text = "-" if seconds is None else f"{int(seconds) // 3600}:{int(seconds) % 3600 // 60:02d}:{int(seconds) % 60:02d}"
+        step = "-" if r["best_step"] is None else f" (best {r['best_step']})"
+        table.add_row(Text(r["name"]), r["phase"] or "-", r["adapter"], f"{r['steps'] if r['steps'] is not None else '-'}"
+                      f"/{r['max_steps']}{step}", time_text, _pct(r["baseline_wer"]), wer, _pct(r["term_recall"]),
+                      safety, r["source"] or "-")
+    return table

@@ -1,0 +1,407 @@
+"""The markdown training report of one run, and the rows of `compare`, read from outputs/NAME only.
+
+    write_report(run_dir) -> outputs/NAME/report.md (+ loss.png, eval.png)
+
+Sources: config.json (what was asked), state.json (how it ended), metrics.jsonl (the curves and
+the trainer's evals) and eval_results.json (`evaluate NAME`: baseline vs adapter on the eval
+manifest and the safety set). Without eval_results.json the results fall back to the trainer's
+step-0 and best evals, and the report says so. The layout is docs/training_report.md, a
+`string.Template`, so a user can reorder or reword it without touching code.
+"""
+
+from __future__ import annotations
+
+import difflib
+import io
+import json
+import os
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from string import Template
+from typing import Any
+
+from lora_training.errors import LoraTrainingError
+from lora_training.evaluation.evaluate import RESULTS_FILE as EVAL_RESULTS
+
+TEMPLATE = Path(__file__).resolve().parents[2] / "docs" / "training_report.md"
+REPORT = "report.md"
+LOSS_PLOT = "loss.png"
+EVAL_PLOT = "eval.png"
+_MD_SPECIAL = str.maketrans({c: "\\" + c for c in "\\`*_[]<>|#~"})
+
+
+@dataclass
+class RunFiles:
+    """Everything the report and `compare` read from one run folder."""
+
+    name: str
+    run_dir: Path
+    config: dict[str, Any]
+    state: dict[str, Any]
+    metrics: list[dict[str, Any]]
+    eval_results: dict[str, Any] | None
+
+    @property
+    def evals(self) -> list[dict[str, Any]]:
+        return [r for r in self.metrics if r.get("type") == "eval"]
+
+    @property
+    def best_eval(self) -> dict[str, Any] | None:
+        return min(self.evals, key=lambda r: r["wer"], default=None)
+
+    @property
+    def baseline_eval(self) -> dict[str, Any] | None:
+        return next((r for r in self.evals if r["step"] == 0), None)
+
+
+def read_run(run_dir: str | os.PathLike) -> RunFiles:
+    """Load a run folder; an error naming the file when config.json or a result is unusable."""
+    from lora_training.config import ExperimentConfig
+    from lora_training.evaluation.evaluate import SCHEMA_VERSION
+    from lora_training.training.metrics_log import read_metrics
+    from lora_training.training.state import read_state
+
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.json").is_file():
+        raise LoraTrainingError(f"{run_dir}: no experiment here, expected config.json from `just run-experiment`")
+    results = None
+    path = run_dir / EVAL_RESULTS
+    if path.is_file():
+        try:
+            results = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as e:
+            raise LoraTrainingError(f"{path}:{e.lineno}: invalid JSON ({e.msg}); rerun `just evaluate {run_dir.name}`") from e
+        if results.get("schema_version") != SCHEMA_VERSION:
+            raise LoraTrainingError(f"{path}: unsupported result, expected schema_version {SCHEMA_VERSION}, "
+                                    f"got {results.get('schema_version')!r}; rerun `just evaluate {run_dir.name}`")
+    return RunFiles(name=run_dir.name, run_dir=run_dir,
+                    config=ExperimentConfig.load(run_dir / "config.json").to_dict(),
+                    state=read_state(run_dir) or {}, metrics=read_metrics(run_dir / "metrics.jsonl"),
+                    eval_results=results)
+
+
+# --- plots ------------------------------------------------------------------------------
+
+def plot_curves(run: RunFiles) -> list[str]:
+    """loss.png (training loss) and eval.png (eval WER and term recall) in the run folder; names written."""
+    from matplotlib.figure import Figure  # the Figure API renders with Agg and touches no global backend
+
+    from lora_training.atomic import atomic_write_bytes
+
+    written = []
+    train = [r for r in run.metrics if r.get("type") == "train" and isinstance(r.get("loss"), (int, float))]
+    if train:
+        fig = Figure(figsize=(6.4, 3.4), layout="constrained")
+        ax = fig.subplots()
+        ax.plot([r["step"] for r in train], [r["loss"] for r in train], color="tab:blue")
+        ax.set(xlabel="step", ylabel="training loss", title=f"{run.name}: training loss")
+        ax.grid(alpha=0.3)
+        atomic_write_bytes(run.run_dir / LOSS_PLOT, _png(fig))
+        written.append(LOSS_PLOT)
+    evals = run.evals
+    if evals:
+        fig = Figure(figsize=(6.4, 3.4), layout="constrained")
+        ax = fig.subplots()
+        steps = [r["step"] for r in evals]
+        ax.plot(steps, [100 * r["wer"] for r in evals], marker="o", color="tab:red", label="WER")
+        recall = [(r["step"], r["term_recall"]["overall"]["recall"]) for r in evals
+                  if r.get("term_recall", {}).get("overall", {}).get("recall") is not None]
+        if recall:
+            ax.plot([s for s, _ in recall], [100 * v for _, v in recall], marker="s", color="tab:green",
+                    label="term recall")
+        best = run.best_eval
+        ax.axvline(best["step"], color="grey", linestyle=":", label=f"best WER (step {best['step']})")
+        ax.set(xlabel="step", ylabel="%", title=f"{run.name}: evaluation")
+        ax.grid(alpha=0.3)
+        ax.legend()
+        atomic_write_bytes(run.run_dir / EVAL_PLOT, _png(fig))
+        written.append(EVAL_PLOT)
+    return written
+
+
+def _png(fig) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    return buffer.getvalue()
+
+
+# --- sections ---------------------------------------------------------------------------
+
+def _md(text: Any) -> str:
+    return str(text).translate(_MD_SPECIAL)
+
+
+def _pct(value) -> str:
+    return "–" if value is None else f"{100 * value:.2f}%"
+
+
+def _pts(value) -> str:
+    return "–" if value is None else f"{100 * value:+.2f} pts"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _objective(run: RunFiles) -> str:
+    c = run.config
+    kind = "DoRA" if c["use_dora"] else "LoRA"
+    return (f"Personalise `{_md(c['model_id'])}` to one speaker's voice and vocabulary with a {kind} adapter "
+            f"(r={c['lora_r']}, alpha={c['lora_alpha']}, {c['adapter_sites']} layers: "
+            f"{', '.join(c['target_modules'])}): fewer word errors and exact jargon and symbols on the user's "
+            f"own dictation, without damaging ordinary English (the safety WER).")
+
+
+def _manifest_row(label: str, path: str | None) -> list[str] | None:
+    from lora_training.data.manifest import load_manifest
+
+    if not path:
+        return None
+    try:
+        utts = load_manifest(path, check_audio=False)
+    except LoraTrainingError as e:
+        return [label, f"`{_md(path)}`", f"unreadable: {_md(str(e).splitlines()[0])}", "", "", ""]
+    known = [u.duration for u in utts if u.duration]
+    hours = f"{sum(known) / 3600:.2f}" + ("" if len(known) == len(utts) else " (partial)")
+    sources = {s: sum(1 for u in utts if (u.source or "unknown") == s) for s in sorted({u.source or "unknown" for u in utts})}
+    terms = len({t for u in utts for t in (u.terms or [])})
+    return [label, f"`{_md(path)}`", str(len(utts)), hours, ", ".join(f"{k} {v}" for k, v in sources.items()), str(terms)]
+
+
+def _data(run: RunFiles) -> str:
+    c = run.config
+    rows = [r for r in (_manifest_row("train", c["train_manifest"]), _manifest_row("eval", c["eval_manifest"]),
+                        _manifest_row("replay", c["replay_manifest"])) if r]
+    text = _table(["set", "manifest", "utterances", "hours", "sources", "distinct terms"], rows)
+    safety = (run.eval_results or {}).get("safety")
+    if safety:
+        text += (f"\n\nSafety set: `{_md(safety['manifest'])}`, {safety['n_utterances']} clips"
+                 + (f" ({_md(safety['description'])})." if safety.get("description") else "."))
+    if c.get("vocabulary"):
+        text += f"\n\nVocabulary: `{_md(c['vocabulary'])}`."
+    return text
+
+
+def _config(run: RunFiles) -> str:
+    rows = [[f"`{k}`", f"`{_md(json.dumps(v, ensure_ascii=False))}`"] for k, v in run.config.items()]
+    s = run.state
+    if s.get("started_at") and s.get("ended_at"):
+        rows.append(["wall time", _duration(s["ended_at"] - s["started_at"])])
+    rows.append(["outcome", f"{s.get('phase', 'unknown')} at step {s.get('step', '?')}"
+                 + (" (early stop)" if s.get("early_stopped") else "")])
+    return _table(["field", "value"], rows)
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 3600:d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+def _curves(run: RunFiles, plots: list[str]) -> str:
+    if not plots:
+        return "No metrics recorded yet (metrics.jsonl is empty or missing)."
+    lines = [f"![{p[:-4]}]({p})" for p in plots]
+    best = run.best_eval
+    if best:
+        lines.append(f"\nBest eval WER {_pct(best['wer'])} at step {best['step']} "
+                     f"(baseline {_pct((run.baseline_eval or {}).get('wer'))} at step 0); "
+                     f"{len(run.evals)} evaluations.")
+    return "\n\n".join(lines)
+
+
+def _summaries(run: RunFiles) -> tuple[dict | None, dict | None, str]:
+    """(baseline, adapter, where from): eval_results.json if present, else the trainer's evals."""
+    if run.eval_results:
+        s = run.eval_results["summary"]
+        return s.get("baseline"), s.get("adapter"), f"`{EVAL_RESULTS}` (best adapter on the eval manifest)"
+    best = run.best_eval
+    return (run.baseline_eval, best,
+            f"the trainer's evals (step 0 vs best step {best['step']}); run `just evaluate {run.name}` "
+            "for the full evaluation with safety" if best else "nothing: no evaluation yet")
+
+
+def _results(run: RunFiles) -> str:
+    from lora_training.evaluation.evaluate import deltas, metric
+
+    baseline, adapter, source = _summaries(run)
+    if baseline is None and adapter is None:
+        return f"No results yet: {source}."
+    delta = deltas(baseline, adapter) or {}
+    rows = []
+    for label, name, percent in (("WER", "wer", True), ("CER", "cer", True), ("term recall", "term_recall", True),
+                                 ("term recall, seen", "term_recall_seen", True),
+                                 ("term recall, unseen", "term_recall_unseen", True),
+                                 ("symbol accuracy", "symbol_accuracy", True), ("false alarms", "false_alarms", False),
+                                 ("looping outputs", "n_looping", False)):
+        b, a = metric(baseline, name), metric(adapter, name)
+        if a is None and b is None:
+            continue
+        fmt = _pct if percent else (lambda v: "–" if v is None else str(v))
+        change = _pts(delta.get(name)) if percent else ("–" if delta.get(name) is None else f"{delta[name]:+}")
+        rows.append([label, fmt(b), fmt(a), change])
+    return f"From {source}.\n\n" + _table(["metric", "baseline", "adapter", "change"], rows)
+
+
+def _md_diff(before: str, after: str) -> tuple[str, str]:
+    """Both texts with the words that differ marked: ~~removed~~ in the first, **added** in the second."""
+    a, b = before.split(), after.split()
+    left, right = [], []
+    for op, i1, i2, j1, j2 in difflib.SequenceMatcher(a=a, b=b, autojunk=False).get_opcodes():
+        if op == "equal":
+            left += [_md(w) for w in a[i1:i2]]
+            right += [_md(w) for w in b[j1:j2]]
+        else:
+            left += [f"~~{_md(w)}~~" for w in a[i1:i2]]
+            right += [f"**{_md(w)}**" for w in b[j1:j2]]
+    return " ".join(left), " ".join(right)
+
+
+def _samples(run: RunFiles, n: int) -> str:
+    from lora_training.reporting.console import changed_samples
+
+    if not run.eval_results:
+        evals = run.evals
+        samples = evals[-1].get("samples") if evals else None
+        if not samples:
+            return "No samples yet."
+        return "Last trainer eval (first clips of the eval manifest):\n\n" + "\n".join(
+            f"- ref: {_md(s['ref'])}\n  - hyp: {_md(s['hyp'])}" for s in samples)
+    rows = changed_samples(run.eval_results, n)
+    if not rows or "adapter" not in rows[0] or "baseline" not in rows[0]:
+        return "The adapter changed no transcript." if rows == [] else "Needs both baseline and adapter transcripts."
+    lines = [f"The {len(rows)} clips whose transcript the adapter changed most (removed words ~~struck~~, "
+             "added words **bold**):", ""]
+    for row in rows:
+        b, a = row["baseline"], row["adapter"]
+        verdict = "better" if a["wer"] < b["wer"] else "worse" if a["wer"] > b["wer"] else "same WER"
+        old, new = _md_diff(b["hyp"], a["hyp"])
+        lines += [f"- **{verdict}** `{_md(row['id'])}`: WER {_pct(b['wer'])} → {_pct(a['wer'])}",
+                  f"  - ref: {_md(row['ref'])}", f"  - baseline: {old}", f"  - adapter: {new}"]
+    return "\n".join(lines)
+
+
+def _safety(run: RunFiles) -> str:
+    safety = (run.eval_results or {}).get("safety")
+    if not safety:
+        return f"Not measured: run `just evaluate {run.name}` (the built-in safety set is the default)."
+    b, a = safety.get("baseline") or {}, safety.get("adapter") or {}
+    verdict = {True: "passed", False: "**FAILED**", None: "not applicable"}[safety["passed"]]
+    text = _table(["", "baseline", "adapter", "change", "budget", "gate"],
+                  [["safety WER", _pct(b.get("wer")), _pct(a.get("wer")),
+                    "–" if safety["delta_wer_points"] is None else f"{safety['delta_wer_points']:+.2f} pts",
+                    f"+{safety['budget_wer_points']:.2f} pts", verdict]])
+    return text + (f"\n\n{safety['n_utterances']} clips, numbers-aware normalisation (\"twenty five\" = \"25\")."
+                   + (f" {_md(safety['description'])}." if safety.get("description") else ""))
+
+
+def conclusions(run: RunFiles) -> list[str]:
+    """Plain sentences read off the numbers: what changed, what did not, what to do next."""
+    from lora_training.evaluation.evaluate import metric
+
+    baseline, adapter, _ = _summaries(run)
+    if baseline is None or adapter is None:
+        return [f"No comparison yet: run `just evaluate {run.name}`."]
+    out = []
+    wb, wa = metric(baseline, "wer"), metric(adapter, "wer")
+    out.append(f"WER {'falls' if wa < wb else 'rises' if wa > wb else 'stays'} from {_pct(wb)} to {_pct(wa)} "
+               f"({100 * (wa - wb):+.2f} points).")
+    tb, ta = metric(baseline, "term_recall"), metric(adapter, "term_recall")
+    if tb is not None and ta is not None:
+        out.append(f"Term recall goes from {_pct(tb)} to {_pct(ta)}.")
+        ub, ua = metric(baseline, "term_recall_unseen"), metric(adapter, "term_recall_unseen")
+        sb, sa = metric(baseline, "term_recall_seen"), metric(adapter, "term_recall_seen")
+        if sa is not None and ua is not None:
+            out.append(f"On terms seen in training: {_pct(sb)} → {_pct(sa)}; on unseen terms: {_pct(ub)} → {_pct(ua)}"
+                       + (" — the adapter memorised rather than generalised." if sa - sb > 0.2 and ua - ub <= 0 else "."))
+        elif sa is not None:
+            out.append("The eval set has no term unseen in training, so generalisation to new terms is not measured.")
+    else:
+        out.append("No term recall: the eval manifest has no `terms` and no vocabulary was given.")
+    looping = metric(adapter, "n_looping") or 0
+    if looping > (metric(baseline, "n_looping") or 0):
+        out.append(f"The adapter loops on {looping} clip(s), more than the baseline: inspect them in {EVAL_RESULTS}.")
+    safety = (run.eval_results or {}).get("safety")
+    if safety and safety["passed"] is not None:
+        out.append(f"Safety WER changes {safety['delta_wer_points']:+.2f} points: "
+                   + ("within" if safety["passed"] else "over") + f" the +{safety['budget_wer_points']:.2f} budget.")
+    elif not safety:
+        out.append("Safety was not measured.")
+    failures = (run.eval_results or {}).get("failures") or []
+    if failures:
+        out.append(f"{len(failures)} clip(s) failed and were not scored (see {EVAL_RESULTS}).")
+    good = wa < wb and (not safety or safety["passed"] is not False)
+    out.append("**Verdict:** " + ("the adapter helps and keeps ordinary English intact." if good and safety else
+                                  "the adapter helps; confirm safety with `just evaluate`." if good else
+                                  "the adapter exceeds the safety budget: lower the learning rate or steps, or add "
+                                  "replay data." if safety and safety["passed"] is False else
+                                  "the adapter does not improve WER on this eval set."))
+    return out
+
+
+def write_report(run_dir: str | os.PathLike, *, template: str | os.PathLike = TEMPLATE, samples: int = 5) -> Path:
+    """Render report.md (and its PNG curves) into the run folder; returns the report's path."""
+    from lora_training.atomic import atomic_write_text
+
+    run = read_run(run_dir)
+    template = Path(template)
+    if not template.is_file():
+        raise LoraTrainingError(f"{template}: report template not found, expected docs/training_report.md "
+                                "from the repository (or pass --template)")
+    plots = plot_curves(run)
+    fields = {
+        "name": _md(run.name),
+        "run_dir": _md(run.run_dir),
+        "generated": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "objective": _objective(run),
+        "data": _data(run),
+        "config": _config(run),
+        "curves": _curves(run, plots),
+        "results": _results(run),
+        "samples": _samples(run, samples),
+        "safety": _safety(run),
+        "conclusions": "\n".join(f"- {line}" for line in conclusions(run)),
+    }
+    try:
+        text = Template(template.read_text(encoding="utf-8")).substitute(fields)
+    except (KeyError, ValueError) as e:
+        raise LoraTrainingError(f"{template}: unknown or malformed placeholder {e}, expected only "
+                                f"{', '.join('$' + k for k in fields)}") from e
+    return atomic_write_text(run.run_dir / REPORT, text)
+
+
+# --- compare ----------------------------------------------------------------------------
+
+def run_row(run: RunFiles) -> dict[str, Any]:
+    """One run's headline numbers for `compare`: from eval_results.json where present, else the trainer."""
+    from lora_training.evaluation.evaluate import metric
+
+    c, s = run.config, run.state
+    best = run.best_eval
+    results = run.eval_results
+    summary = (results or {}).get("summary") or {}
+    safety = (results or {}).get("safety") or {}
+    seconds = (s.get("ended_at") or (time.time() if s.get("phase") == "running" else None))
+    return {
+        "name": run.name,
+        "phase": s.get("phase"),
+        "model": c["model_id"],
+        "adapter": f"{'DoRA' if c['use_dora'] else 'LoRA'} r{c['lora_r']} {c['adapter_sites']}",
+        "steps": s.get("step"),
+        "max_steps": c["max_steps"],
+        "train_seconds": round(seconds - s["started_at"], 1) if seconds and s.get("started_at") else None,
+        "baseline_wer": metric(summary.get("baseline"), "wer") if results else metric(run.baseline_eval, "wer"),
+        "best_wer": metric(summary.get("adapter"), "wer") if results else metric(best, "wer"),
+        "best_step": (results["model"].get("adapter") or {}).get("step") if results else (best or {}).get("step"),
+        "term_recall": metric(summary.get("adapter"), "term_recall") if results else metric(best, "term_recall"),
+        "safety_delta_points": safety.get("delta_wer_points"),
+        "safety_passed": safety.get("passed"),
+        "source": "eval_results" if results else ("trainer" if best else None),
+    }
+
+
+def compare_runs(run_dirs: list[str | os.PathLike]) -> list[dict[str, Any]]:
+    return [run_row(read_run(d)) for d in run_dirs]

@@ -1,0 +1,138 @@
+"""Fast batched decoding: same tokens as `generate` per clip, chunking at quiet points, failures kept."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from lora_training.data.audio import SAMPLE_RATE
+from lora_training.evaluation import transcribe
+from lora_training.evaluation.transcribe import length_buckets, quiet_split, transcribe_clips
+
+
+def _speechy(seconds: float, rng: np.random.Generator) -> np.ndarray:
+    """Loud noise with a 4 Hz syllable envelope: no quiet point inside it longer than ~50 ms."""
+    t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
+    envelope = 0.6 + 0.4 * np.abs(np.sin(2 * np.pi * 4 * t))
+    return (0.3 * envelope * rng.standard_normal(t.size)).astype(np.float32)
+
+
+def test_quiet_split_cuts_a_long_clip_inside_its_pauses():
+    rng = np.random.default_rng(0)
+    pause = np.zeros(int(0.4 * SAMPLE_RATE), np.float32)
+    parts = [_speechy(12, rng), pause, _speechy(14, rng), pause, _speechy(13, rng), pause, _speechy(9, rng)]
+    audio = np.concatenate(parts)
+    pauses, start = [], 0
+    for part in parts:
+        if part is pause:
+            pauses.append((start, start + len(pause)))
+        start += len(part)
+
+    spans = quiet_split(audio, max_seconds=20.0)
+
+    assert spans[0][0] == 0 and spans[-1][1] == len(audio)
+    assert all(a[1] == b[0] for a, b in zip(spans, spans[1:])), "spans must be contiguous"
+    assert all(end - begin <= 20 * SAMPLE_RATE for begin, end in spans)
+    for cut in (end for _, end in spans[:-1]):
+        assert any(lo <= cut <= hi for lo, hi in pauses), f"cut at {cut / SAMPLE_RATE:.2f}s is not in a pause"
+    assert len(spans) == 4  # one cut in each pause: 12.2 | 14.4 | 13.4 | 9.2 s
+
+
+@pytest.mark.parametrize("seconds, expected", [(5.0, 1), (20.0, 1), (20.5, 2), (61.0, 4)])
+def test_quiet_split_chunk_counts(seconds, expected):
+    audio = _speechy(seconds, np.random.default_rng(1))
+    spans = quiet_split(audio, max_seconds=20.0)
+    assert len(spans) == expected
+    assert all(end - begin <= 20 * SAMPLE_RATE for begin, end in spans)
+
+
+@pytest.mark.parametrize(
+    "lengths, max_batch, expected",
+    [
+        ([100, 100, 100, 100], 2, [[0, 1], [2, 3]]),
+        ([100, 300, 105, 310], 8, [[0, 2], [1, 3]]),  # 100 and 300 together would pad 2/3 of the batch
+        ([50, 40, 30], 8, [[2, 1], [0]]),  # 30+40 pads 10/80 = 12.5%; adding 50 would pad 40/150
+        ([7], 4, [[0]]),
+        ([], 4, []),
+    ],
+)
+def test_length_buckets(lengths, max_batch, expected):
+    assert length_buckets(lengths, max_batch) == expected
+
+
+def test_batched_tokens_equal_generate_on_each_clip_alone():
+    """Padding must not change a transcript: Moonshine's GroupNorm spans time, so a naive padded batch does."""
+    from lora_training.models.registry import max_new_tokens_for
+    from lora_training.testing.tiny import tiny_moonshine
+    from lora_training.training.collate import pad_audio
+
+    model, processor = tiny_moonshine(seed=3)
+    rng = np.random.default_rng(2)
+    audios = [_speechy(s, rng) for s in (1.0, 1.07, 1.12, 2.0, 2.1)]
+    alone = []
+    for audio in audios:
+        with torch.inference_mode():
+            ids = model.generate(input_values=torch.from_numpy(audio)[None], do_sample=False, num_beams=1,
+                                 max_new_tokens=max_new_tokens_for(len(audio) / SAMPLE_RATE))[0].tolist()[1:]
+        alone.append(ids[: ids.index(2)] if 2 in ids else ids)
+
+    results = transcribe_clips(model, processor, audios, batch_size=8)
+
+    assert [r.tokens[0] for r in results] == alone
+    assert [r.text for r in results] == [processor.decode(a, skip_special_tokens=True).strip() for a in alone]
+    with torch.inference_mode():
+        exact, mask = transcribe.encode_batch(model, audios[:3])
+        single, _ = transcribe.encode_batch(model, audios[:1])
+        values, pad_mask = pad_audio(audios[:3])
+        naive = model.get_encoder()(input_values=values, attention_mask=pad_mask).last_hidden_state
+    frames = single.shape[1]
+    assert mask is not None and int(mask[0].sum()) == frames < exact.shape[1]
+    torch.testing.assert_close(exact[0, :frames], single[0], rtol=1e-4, atol=1e-5)
+    # The naive padded encoder does differ, or this test would prove nothing.
+    assert not torch.allclose(naive[0, :frames], single[0], atol=1e-3)
+
+
+def test_failing_clip_is_reported_and_its_neighbours_survive(monkeypatch):
+    from lora_training.testing.tiny import tiny_moonshine
+
+    model, processor = tiny_moonshine()
+    rng = np.random.default_rng(3)
+    audios = [_speechy(1.0, rng), _speechy(1.01, rng), _speechy(1.02, rng)]
+    poisoned = len(audios[1])
+    real = transcribe.decode_batch
+
+    def decode(model, batch, budgets, **kw):
+        if any(len(a) == poisoned for a in batch):
+            raise RuntimeError("boom")
+        return real(model, batch, budgets, **kw)
+
+    monkeypatch.setattr(transcribe, "decode_batch", decode)
+    results = transcribe_clips(model, processor, audios)
+    assert [r.error is None for r in results] == [True, False, True]
+    assert "RuntimeError: boom" in results[1].error and results[1].text is None
+    with pytest.raises(RuntimeError, match="clip 1: transcription failed"):
+        transcribe.greedy_transcribe(model, processor, audios)
+
+
+def test_long_clip_is_decoded_in_chunks_and_joined(monkeypatch):
+    from lora_training.testing.tiny import tiny_moonshine
+
+    model, processor = tiny_moonshine()
+    audio = _speechy(45.0, np.random.default_rng(4))
+    seen = []
+
+    def token_for(chunk_samples: int) -> int:
+        return 1000 + chunk_samples % 5000
+
+    def decode(model, batch, budgets, **kw):
+        seen.extend(len(a) for a in batch)
+        return [[token_for(len(a))] for a in batch]
+
+    monkeypatch.setattr(transcribe, "decode_batch", decode)
+    [result] = transcribe_clips(model, processor, [audio], max_chunk_seconds=20.0)
+
+    spans = quiet_split(audio, 20.0)
+    assert result.chunks == len(spans) == 3 and sorted(seen) == sorted(end - start for start, end in spans)
+    expected = " ".join(processor.decode([token_for(end - start)]).strip() for start, end in spans)
+    assert result.text == expected
