@@ -51,6 +51,22 @@ record *ARGS:
 verify *ARGS:
     @{{python}} main.py verify "$@"
 
+# transcribe and score, base model vs adapter (options in ONE quoted string): just transcribe "--manifest data/my_voice_eval.jsonl --adapter-dir outputs/NAME/adapter --safety builtin"
+transcribe ARGS:
+    @{{python}} main.py transcribe {{ARGS}}
+
+# best adapter of a run vs its base model on its eval manifest + built-in safety set -> outputs/NAME/eval_results.json
+evaluate NAME *ARGS:
+    @{{python}} main.py evaluate "$@"
+
+# write outputs/NAME/report.md with PNG curves, from the run's files
+report NAME *ARGS:
+    @{{python}} main.py report "$@"
+
+# one table across runs: just compare my_voice_tune my_voice_tune_v5
+compare +NAMES:
+    @{{python}} main.py compare "$@"
+
 # the end-to-end demo on the embedded model, offline
 demo:
     @{{python}} main.py demo

@@ -9,7 +9,9 @@ Variants (each in its own process, so peak RSS is its own):
            encoder outputs computed once without gradients and cached.
   both     our Trainer, LoRA in encoder and decoder (no encoder cache possible).
 Throughput is utterances/s over the timed steps after `--warmup` steps; the encoder cache
-fills during warm-up, as it does in the first epoch of a real run.
+fills during warm-up, as it does in the first epoch of a real run. The machine is shared and
+noisy, so the variants live in one process and take their timed steps in turns (round robin):
+a slow minute slows all of them alike. Peak RSS comes from a separate short run per variant.
 """
 
 from __future__ import annotations
@@ -29,10 +31,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 def _peak_rss_mb() -> float:
+    """VmHWM: unlike ru_maxrss, it is not inherited from the parent across fork + exec."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_plain(args) -> dict:
+def build_plain(args):
     import torch
     from peft import LoraConfig, get_peft_model
 
@@ -62,10 +68,10 @@ def run_plain(args) -> dict:
         opt.step()
         opt.zero_grad()
 
-    return _time(step, args)
+    return step
 
 
-def run_ours(args, sites: str) -> dict:
+def build_ours(args, sites: str):
     from lora_training.config import ExperimentConfig
     from lora_training.training.trainer import Trainer
 
@@ -80,18 +86,29 @@ def run_ours(args, sites: str) -> dict:
         trainer.train_step()
         trainer.step += 1
 
-    return _time(step, args)
+    return step
 
 
-def _time(step, args) -> dict:
-    for _ in range(args.warmup):
-        step()
-    started = time.perf_counter()
+def build(args, variant: str):
+    return build_plain(args) if variant == "plain" else build_ours(args, variant)
+
+
+def interleaved(args) -> dict:
+    """Warm every variant up, then time their steps in turns."""
+    import torch
+
+    torch.set_num_threads(args.threads)
+    steps = {v: build(args, v) for v in args.variants}
+    for step in steps.values():
+        for _ in range(args.warmup):
+            step()
+    seconds = dict.fromkeys(steps, 0.0)
     for _ in range(args.steps):
-        step()
-    seconds = time.perf_counter() - started
-    return {"utt_per_s": args.steps * args.batch_size / seconds, "sec_per_step": seconds / args.steps,
-            "peak_rss_mb": _peak_rss_mb()}
+        for variant, step in steps.items():
+            started = time.perf_counter()
+            step()
+            seconds[variant] += time.perf_counter() - started
+    return {v: {"utt_per_s": args.steps * args.batch_size / t, "sec_per_step": t / args.steps} for v, t in seconds.items()}
 
 
 def main() -> None:
@@ -106,22 +123,23 @@ def main() -> None:
     parser.add_argument("--variant", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
-    if args.variant:
-        result = run_plain(args) if args.variant == "plain" else run_ours(args, args.variant)
-        print(json.dumps(result))
+    if args.variant:  # memory probe: a short run of one variant in its own process
+        step = build(args, args.variant)
+        for _ in range(args.warmup + 2):
+            step()
+        print(json.dumps({"peak_rss_mb": _peak_rss_mb()}))
         return
     if args.manifest is None:
         from _clips import espeak_manifest
 
         folder = Path(tempfile.gettempdir()) / "lora_training_bench"
         args.manifest = str(espeak_manifest(folder, 64))
-    results = {}
+    results = interleaved(args)
     for variant in args.variants:
         cmd = [sys.executable, __file__, "--variant", variant, "--model-id", args.model_id, "--manifest", args.manifest,
-               "--batch-size", str(args.batch_size), "--steps", str(args.steps), "--warmup", str(args.warmup),
-               "--threads", str(args.threads)]
+               "--batch-size", str(args.batch_size), "--warmup", str(args.warmup), "--threads", str(args.threads)]
         out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-        results[variant] = json.loads(out.strip().splitlines()[-1])
+        results[variant].update(json.loads(out.strip().splitlines()[-1]))
         r = results[variant]
         print(f"{variant:<8} {r['utt_per_s']:6.2f} utt/s  {r['sec_per_step']:6.2f} s/step  peak RSS {r['peak_rss_mb']:7.0f} MB",
               flush=True)

@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=2, help="torch and onnxruntime threads")
     parser.add_argument("--repeats", type=int, default=3, help="interleaved rounds; the best of each is kept")
-    parser.add_argument("--batch-size", type=int, default=32, help="largest bucket of our transcription")
+    parser.add_argument("--batch-size", type=int, default=16, help="largest bucket of our transcription (the CLI default)")
     parser.add_argument("--check-int8", action="store_true", help="also time int8 dynamic quantisation")
     args = parser.parse_args(argv)
 

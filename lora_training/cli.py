@@ -476,7 +476,8 @@ def _cmd_compare(args) -> int:
 
         from lora_training.reporting.console import compare_table
 
-        Console(highlight=False).print(compare_table(rows))
+        # A table this wide is cut at 80 columns when piped; a terminal gets its own width.
+        Console(highlight=False, width=None if sys.stdout.isatty() else 140).print(compare_table(rows))
     return 0
 
 

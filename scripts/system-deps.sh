@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the system packages the toolkit needs (offline TTS and audio tools) when missing.
 set -euo pipefail
-packages=(espeak-ng sox)
+packages=(espeak-ng sox asterisk-core-sounds-en-wav pocketsphinx-testdata)
 missing=()
 for p in "${packages[@]}"; do
   command -v "$p" >/dev/null 2>&1 || missing+=("$p")

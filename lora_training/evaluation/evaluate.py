@@ -284,10 +284,15 @@ def _load_model(model_id: str, options: EvalOptions, timing: dict[str, Any]):
 
 def _merge_adapter(model, adapter_dir: str, model_id: str, timing: dict[str, Any]):
     """Attach the adapter (refused on a different base model) and fold it into the weights."""
+    import warnings
+
     from lora_training.models.adapters import load_adapter
 
     start = time.perf_counter()
-    merged = load_adapter(model, adapter_dir, base_model=model_id).merge_and_unload()
+    with warnings.catch_warnings():
+        # peft asks transformers about gradient checkpointing through a deprecated name; not ours to fix.
+        warnings.filterwarnings("ignore", category=FutureWarning, message=".*is_gradient_checkpointing.*")
+        merged = load_adapter(model, adapter_dir, base_model=model_id).merge_and_unload()
     timing["merge_seconds"] = round(time.perf_counter() - start, 3)
     return merged.eval()
 

@@ -128,7 +128,7 @@ def encode_batch(model, audios: list[np.ndarray], *, normalize: bool = False):
     for audio in audios:
         if normalize:
             audio = (audio - audio.mean()) / np.sqrt(audio.var() + 1e-7)
-        x = torch.from_numpy(np.ascontiguousarray(audio)).to(param.device, param.dtype)[None, None]
+        x = torch.tensor(audio, dtype=param.dtype, device=param.device)[None, None]  # a copy: cached audio is read-only
         x = encoder.groupnorm(torch.tanh(encoder.conv1(x)))
         x = torch.nn.functional.gelu(encoder.conv3(torch.nn.functional.gelu(encoder.conv2(x))))
         stems.append(x[0].transpose(0, 1))

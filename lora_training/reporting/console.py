@@ -73,7 +73,7 @@ def summary_table(result: dict[str, Any]) -> Table:
             cells = [_value(v, percent) for v in values]
             if name.startswith("term_recall"):
                 cells = [f"{c} ({_hits(summary.get(s), name)})" if c != "-" else c for c, s in zip(cells, systems)]
-            extra = [_delta(metric(summary["delta"], name), lower, percent)] if both else []
+            extra = [_delta((summary["delta"] or {}).get(name), lower, percent)] if both else []
             table.add_row(label, *cells, *extra)
     safety = result.get("safety")
     if safety:
@@ -104,22 +104,23 @@ def _title(result: dict[str, Any]) -> str:
     return f"{model['model_id']}{adapter} on {source} ({inputs['n_clips']} clips, {inputs['audio_seconds']:.0f} s)"
 
 
-def word_diff(before: str, after: str) -> Text:
-    """`after` against `before` word by word: removed words struck through in red, added ones green."""
+def word_diff(before: str, after: str) -> tuple[Text, Text]:
+    """Both texts word by word: words only in `before` struck through in red, words only in `after` green.
+
+    Two lines rather than one merged line, so each stays readable without colour (logs, pipes).
+    """
     a, b = before.split(), after.split()
-    text = Text()
+    left, right = Text(), Text()
     for op, i1, i2, j1, j2 in difflib.SequenceMatcher(a=a, b=b, autojunk=False).get_opcodes():
-        if op == "equal":
-            text.append(" ".join(a[i1:i2]) + " ")
-            continue
-        if i2 > i1:
-            text.append(" ".join(a[i1:i2]), style=f"strike {WORSE}")
-            text.append(" ")
-        if j2 > j1:
-            text.append(" ".join(b[j1:j2]), style=f"bold {BETTER}")
-            text.append(" ")
-    text.rstrip()
-    return text
+        for words, line, style in ((a[i1:i2], left, f"strike {WORSE}"), (b[j1:j2], right, f"bold {BETTER}")):
+            if words:
+                line.append(" ".join(words), style=None if op == "equal" else style)
+                line.append(" ")
+    for line in (left, right):
+        line.rstrip()
+        if not line.plain:
+            line.append("(empty)", style="dim")
+    return left, right
 
 
 def changed_samples(result: dict[str, Any], n: int) -> list[dict[str, Any]]:
@@ -150,12 +151,13 @@ def samples_view(result: dict[str, Any], n: int) -> Group | None:
                              else "\nworst samples (reference → hypothesis)", style="bold")]
     for row in rows:
         parts.append(_sample_header(row, systems))
-        if row["ref"] is not None:
-            parts.append(Text("  ref:  ") + Text(row["ref"]))
         if len(systems) == 2:
-            parts.append(Text("  diff: ") + word_diff(row["baseline"]["hyp"], row["adapter"]["hyp"]))
+            parts.append(Text("  ref:      ") + Text(row["ref"]))
+            old, new = word_diff(row["baseline"]["hyp"], row["adapter"]["hyp"])
+            parts += [Text("  baseline: ") + old, Text("  adapter:  ") + new]
         else:
-            parts.append(Text("  diff: ") + word_diff(row["ref"], row[systems[0]]["hyp"]))
+            ref, hyp = word_diff(row["ref"], row[systems[0]]["hyp"])
+            parts += [Text("  ref: ") + ref, Text("  hyp: ") + hyp]
     return Group(*parts)
 
 
@@ -255,24 +257,30 @@ def render_text(result: dict[str, Any], *, show: int = 5, width: int = 120) -> s
 
 
 def compare_table(rows: list[dict[str, Any]]) -> Table:
-    """One line per run (rows from reporting.report.compare_runs); the best adapter WER in bold."""
-    table = Table(show_edge=False, pad_edge=False)
-    for column, justify in (("run", "left"), ("phase", "left"), ("adapter", "left"), ("steps", "right"),
-                            ("time", "right"), ("baseline WER", "right"), ("adapter WER", "right"),
-                            ("term recall", "right"), ("safety Δ", "right"), ("from", "left")):
-        table.add_column(column, justify=justify)
+    """One line per run (rows from reporting.report.compare_runs); the best adapter WER in bold.
+
+    A WER marked * comes from the trainer's own evals because the run has no eval_results.json.
+    """
+    table = Table(show_edge=False, pad_edge=False, caption_justify="left",
+                  caption="* the trainer's best eval; `just evaluate NAME` for the full evaluation with safety"
+                  if any(r["source"] == "trainer" for r in rows) else None)
+    table.add_column("run", no_wrap=True)
+    for column in ("adapter", "steps", "time", "baseline WER", "adapter WER", "term recall", "safety Δ"):
+        table.add_column(column, justify="left" if column == "adapter" else "right")
     scored = [r["best_wer"] for r in rows if r["best_wer"] is not None]
     best = min(scored) if scored else None
     for r in rows:
-        wer = Text(_pct(r["best_wer"]), style="bold" if r["best_wer"] is not None and r["best_wer"] == best else "")
+        mark = "*" if r["source"] == "trainer" else ""
+        wer = Text(_pct(r["best_wer"]) + mark, style="bold" if r["best_wer"] is not None and r["best_wer"] == best else "")
         if r["safety_delta_points"] is None:
             safety = Text("-")
         else:
             safety = Text(f"{r['safety_delta_points']:+.2f} pts", style=BETTER if r["safety_passed"] else WORSE)
+        steps = f"{'-' if r['steps'] is None else r['steps']}/{r['max_steps']}"
+        if r["phase"] != "completed":
+            steps += f" {r['phase'] or '?'}"
         seconds = r["train_seconds"]
         time_text = "-" if seconds is None else f"{int(seconds) // 3600}:{int(seconds) % 3600 // 60:02d}:{int(seconds) % 60:02d}"
-        step = "-" if r["best_step"] is None else f" (best {r['best_step']})"
-        table.add_row(Text(r["name"]), r["phase"] or "-", r["adapter"], f"{r['steps'] if r['steps'] is not None else '-'}"
-                      f"/{r['max_steps']}{step}", time_text, _pct(r["baseline_wer"]), wer, _pct(r["term_recall"]),
-                      safety, r["source"] or "-")
+        table.add_row(Text(r["name"]), r["adapter"], steps, time_text, _pct(r["baseline_wer"]), wer,
+                      _pct(r["term_recall"]), safety)
     return table

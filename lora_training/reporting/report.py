@@ -257,7 +257,7 @@ def _md_diff(before: str, after: str) -> tuple[str, str]:
         else:
             left += [f"~~{_md(w)}~~" for w in a[i1:i2]]
             right += [f"**{_md(w)}**" for w in b[j1:j2]]
-    return " ".join(left), " ".join(right)
+    return " ".join(left) or "_(empty)_", " ".join(right) or "_(empty)_"
 
 
 def _samples(run: RunFiles, n: int) -> str:
