@@ -49,7 +49,9 @@ class EvalOptions:
     safety_manifest: str | None = _f(None, "general-domain manifest for the safety WER, or 'builtin'")
     safety_budget: float = _f(1.0, "largest allowed safety WER increase of the adapter, in WER points")
     safety_max_utterances: int = _f(0, "use at most N evenly spaced safety clips (0: all)")
-    batch_size: int = _f(16, "largest decoding batch (clips of similar length are batched together)")
+    # The same defaults as transcribe.DEFAULT_BATCH_SIZE / MAX_CHUNK_SECONDS (a test keeps them equal);
+    # not imported, because transcribe pulls numpy and audio libraries into every CLI start.
+    batch_size: int = _f(32, "clips decoded together (encoded in tight length buckets first)")
     max_chunk_seconds: float = _f(20.0, "clips longer than this are cut at quiet points and the texts joined")
     num_threads: int = _f(0, "torch CPU threads (0: all cores, at most 8)")
     device: str = _f("auto", "compute device (auto: cuda when available, else cpu)", choices=("auto", "cpu", "cuda"))

@@ -2,11 +2,11 @@
 
 Why it is faster than `model.generate` over padded batches (benchmarks/transcribe_rtf.py):
 
-- clips are sorted by length and cut into buckets whose padding stays under MAX_PADDING, so
-  the encoder hardly computes on zeros, and buckets can be large (the decoder's per-step cost
-  is mostly reading weights, which a larger batch shares);
-- the encoder runs once per bucket; the decoder keeps a KV cache, and cross-attention keys and
-  values are computed once per clip;
+- clips are sorted by length and encoded in buckets that pad less than MAX_PADDING, so the
+  encoder hardly computes on zeros;
+- encoded clips are decoded in larger groups (`batch_size` rows): a decoder step costs mostly
+  reading the weights, which rows share; the decoder keeps a KV cache, and cross-attention
+  keys and values are computed once per clip, inside its tight encoder bucket;
 - a clip leaves the batch as soon as it emits EOS or reaches its own token budget (from its
   duration), so no step is spent on finished rows and no padding exists on the decoder side;
 - attention heads are not zero-padded from 52 to 56 dimensions (see `_unpadded_heads`).
@@ -23,16 +23,19 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from lora_training.data.audio import SAMPLE_RATE
 
-DEFAULT_BATCH_SIZE = 16
+# Rows decoded together: the decoder's per-step cost is mostly reading weights, which rows share.
+DEFAULT_BATCH_SIZE = 32
 # Above ~20 s Moonshine's text no longer fits its decoder positions reliably.
 MAX_CHUNK_SECONDS = 20.0
-# A bucket's padding may be at most this share of its samples (0.15: ~0.5 s on a 4 s clip).
-MAX_PADDING = 0.15
+# An encoder bucket pads at most this share of its samples (0.2 s on a 4 s clip). Tight buckets
+# waste little encoder work; decoding groups several buckets, so small buckets cost nothing there.
+MAX_PADDING = 0.05
 # A bucket holds at most this much audio: its cross-attention cache is ~1.3 MB per second.
 MAX_BUCKET_SECONDS = 240.0
 # Energy frames used to find quiet points: 25 ms windows every 10 ms, smoothed over 200 ms.
@@ -109,8 +112,23 @@ def length_buckets(lengths: list[int], max_batch: int, *, max_padding: float = M
     return batches
 
 
-def encode_batch(model, audios: list[np.ndarray], *, normalize: bool = False):
-    """Encoder states (batch × frames × hidden) and a frame mask (None when nothing is padded).
+@dataclass
+class Encoded:
+    """One clip after the encoder: its states, and every decoder layer's cross-attention keys and values.
+
+    The keys and values are computed here, on the tight encoder bucket, rather than by the
+    decoder's first step on a padded decoding group: they are half of all decoder work.
+    """
+
+    states: Any  # frames × hidden
+    cross: list[tuple[Any, Any]]  # per decoder layer: keys, values (heads × frames × head_dim)
+
+    def __len__(self) -> int:
+        return self.states.shape[0]
+
+
+def encode_clips(model, audios: list[np.ndarray], *, normalize: bool = False) -> list[Encoded]:
+    """Each clip encoded (unpadded results), computed as one batch.
 
     Moonshine's GroupNorm normalises over time as well as channels, so zero padding shifts the
     statistics of the whole clip and changes its transcript (4 of 22 test clips at 10% padding).
@@ -133,35 +151,60 @@ def encode_batch(model, audios: list[np.ndarray], *, normalize: bool = False):
         x = torch.nn.functional.gelu(encoder.conv3(torch.nn.functional.gelu(encoder.conv2(x))))
         stems.append(x[0].transpose(0, 1))
     hidden, mask = pad_encoder_states(stems)
-    mask = mask.to(hidden.device)
-    padded = bool((mask == 0).any())
     attention = None
-    if padded:
-        attention = create_bidirectional_mask(config=encoder.config, inputs_embeds=hidden, attention_mask=mask,
-                                              encoder_hidden_states=hidden)
+    if any(len(s) < hidden.shape[1] for s in stems):
+        attention = create_bidirectional_mask(config=encoder.config, inputs_embeds=hidden,
+                                              attention_mask=mask.to(hidden.device), encoder_hidden_states=hidden)
     positions = torch.arange(hidden.shape[1], device=hidden.device)[None]
     rotary = encoder.rotary_emb(hidden, position_ids=positions)
     for layer in encoder.layers:
         hidden = layer(hidden, attention_mask=attention, position_ids=positions, position_embeddings=rotary)
-    return encoder.layer_norm(hidden), mask if padded else None
+    hidden = encoder.layer_norm(hidden)
+    cross = []
+    for layer in model.get_decoder().layers:
+        attn = layer.encoder_attn
+        shape = (hidden.shape[0], hidden.shape[1], attn.config.num_key_value_heads, attn.head_dim)
+        cross.append((attn.k_proj(hidden).view(shape).transpose(1, 2), attn.v_proj(hidden).view(shape).transpose(1, 2)))
+    return [Encoded(hidden[i, :n], [(k[i, :, :n], v[i, :, :n]) for k, v in cross])
+            for i, n in enumerate(len(s) for s in stems)]
 
 
-def decode_batch(model, audios: list[np.ndarray], budgets: list[int], *, normalize: bool = False) -> list[list[int]]:
-    """Greedy token ids (no start token, no EOS) for clips of similar length, decoded together.
-
-    The same tokens as `model.generate(..., do_sample=False, num_beams=1, max_new_tokens=budget)`
-    on each clip alone, but rows share the encoder and decoder passes while they are unfinished.
-    """
-    import torch
+def _cross_attention_cache(model, clips: list[Encoded]):
+    """A decoder cache whose cross-attention part already holds the clips' keys and values, padded."""
     from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 
+    cache = EncoderDecoderCache(DynamicCache(config=model.config), DynamicCache(config=model.config))
+    frames = max(len(c) for c in clips)
+    for layer, (k0, _) in enumerate(clips[0].cross):
+        keys = k0.new_zeros((len(clips), k0.shape[0], frames, k0.shape[2]))
+        values = keys.clone()
+        for row, clip in enumerate(clips):
+            keys[row, :, : len(clip)], values[row, :, : len(clip)] = clip.cross[layer]
+        cache.cross_attention_cache.update(keys, values, layer)
+        cache.is_updated[layer] = True  # the attention layers then read these instead of projecting
+    return cache
+
+
+def decode_states(model, clips: list[Encoded], budgets: list[int]) -> list[list[int]]:
+    """Greedy token ids (no start token, no EOS) for encoded clips, decoded together.
+
+    The same tokens as `model.generate(..., do_sample=False, num_beams=1, max_new_tokens=budget)`
+    on each clip alone, but rows share the decoder passes while they are unfinished. Rows need
+    not be of similar length: padded frames are masked, and a step's cost is mostly reading the
+    weights that every row shares.
+    """
+    import torch
+
+    from lora_training.training.collate import pad_encoder_states
+
     config = model.config
-    hidden, encoder_mask = encode_batch(model, audios, normalize=normalize)
+    hidden, encoder_mask = pad_encoder_states([c.states for c in clips])
     device = hidden.device
+    encoder_mask = encoder_mask.to(device) if any(len(c) < hidden.shape[1] for c in clips) else None
     decoder = model.get_decoder()
     head = model.get_output_embeddings()
-    cache = EncoderDecoderCache(DynamicCache(config=config), DynamicCache(config=config))
-    rows = list(range(len(audios)))
+    cache = _cross_attention_cache(model, clips)
+    rows = list(range(len(clips)))
     tokens = torch.full((len(rows), 1), config.decoder_start_token_id, dtype=torch.long, device=device)
     out: list[list[int]] = [[] for _ in rows]
     while rows:
@@ -188,6 +231,11 @@ def decode_batch(model, audios: list[np.ndarray], budgets: list[int], *, normali
     return out
 
 
+def decode_batch(model, audios: list[np.ndarray], budgets: list[int], *, normalize: bool = False) -> list[list[int]]:
+    """Greedy token ids for clips of similar length: `encode_clips`, then `decode_states`."""
+    return decode_states(model, encode_clips(model, audios, normalize=normalize), budgets)
+
+
 @contextmanager
 def _unpadded_heads(model) -> Iterator[None]:
     """Switch off Moonshine's head-dimension padding (52 -> 56, for ONNX and flash kernels) while decoding.
@@ -211,8 +259,9 @@ def transcribe_clips(model, processor, audios: list[np.ndarray], *, batch_size: 
                      max_chunk_seconds: float = MAX_CHUNK_SECONDS, progress: str | None = None) -> list[ClipResult]:
     """One ClipResult per clip, in input order; a clip that fails is reported, never dropped.
 
-    A batch that raises is retried clip by clip, so one bad clip cannot take its neighbours
-    down. `progress` is the label of a progress bar on stderr (None: no bar).
+    Clips (or their chunks) are encoded in tight length buckets and decoded in groups of up to
+    `batch_size`. A bucket or group that raises is retried clip by clip, so one bad clip cannot
+    take its neighbours down. `progress` labels a progress bar on stderr (None: no bar).
     """
     import torch
 
@@ -226,31 +275,39 @@ def transcribe_clips(model, processor, audios: list[np.ndarray], *, batch_size: 
         for start, end in quiet_split(audio, max_chunk_seconds):
             chunks.append(audio[start:end])
             owner.append(i)
-    budgets = [max_new_tokens_for(len(c) / SAMPLE_RATE, max_positions=positions) for c in chunks]
-    ids: list[list[int] | None] = [None] * len(chunks)
+    lengths = [len(c) for c in chunks]
+    budgets = [max_new_tokens_for(n / SAMPLE_RATE, max_positions=positions) for n in lengths]
+    states: dict[int, Encoded] = {}
+    ids: dict[int, list[int]] = {}
     errors: dict[int, str] = {}
+    max_samples = int(MAX_BUCKET_SECONDS * SAMPLE_RATE)
 
-    bar = _progress_bar(progress, sum(len(c) for c in chunks) / SAMPLE_RATE)
+    def full(group: list[int]) -> bool:
+        return len(group) >= batch_size or len(group) * lengths[group[-1]] >= max_samples
+
+    def decode_ready(pending: list[int], flush: bool) -> list[int]:
+        while pending and (flush or full(pending)):
+            group = [pending.pop(0)]
+            while pending and not full(group) and (len(group) + 1) * lengths[pending[0]] <= max_samples:
+                group.append(pending.pop(0))
+            _guarded(lambda g: decode_states(model, [states[i] for i in g], [budgets[i] for i in g]),
+                     group, ids, errors)
+            for i in group:
+                states.pop(i, None)
+            bar.update(sum(lengths[i] for i in group) / SAMPLE_RATE)
+        return pending
+
+    bar = _progress_bar(progress, sum(lengths) / SAMPLE_RATE)
     was_training = model.training
     model.eval()
     try:
         with torch.inference_mode(), _unpadded_heads(model):
-            for batch in length_buckets([len(c) for c in chunks], batch_size):
-                try:
-                    decoded = decode_batch(model, [chunks[i] for i in batch], [budgets[i] for i in batch],
-                                           normalize=normalize)
-                    for i, tokens in zip(batch, decoded):
-                        ids[i] = tokens
-                except Exception as e:
-                    if len(batch) == 1:
-                        errors[batch[0]] = f"{type(e).__name__}: {e}"
-                    else:
-                        for i in batch:
-                            try:
-                                ids[i] = decode_batch(model, [chunks[i]], [budgets[i]], normalize=normalize)[0]
-                            except Exception as e_one:
-                                errors[i] = f"{type(e_one).__name__}: {e_one}"
-                bar.update(sum(len(chunks[i]) for i in batch) / SAMPLE_RATE)
+            pending: list[int] = []
+            for bucket in length_buckets(lengths, batch_size):
+                _guarded(lambda b: encode_clips(model, [chunks[i] for i in b], normalize=normalize),
+                         bucket, states, errors)
+                pending = decode_ready(pending + [i for i in bucket if i in states], flush=False)
+            decode_ready(pending, flush=True)
     finally:
         bar.close()
         model.train(was_training)
@@ -268,6 +325,22 @@ def transcribe_clips(model, processor, audios: list[np.ndarray], *, batch_size: 
     for result, parts in zip(results, texts):
         result.text = None if result.error else " ".join(p for p in parts if p)
     return results
+
+
+def _guarded(step, indices: list[int], out: dict, errors: dict[int, str]) -> None:
+    """out[i] = step(indices)[k] for each index; if the step raises, each index alone, errors kept."""
+    try:
+        out.update(zip(indices, step(indices)))
+        return
+    except Exception as e:
+        if len(indices) == 1:
+            errors[indices[0]] = f"{type(e).__name__}: {e}"
+            return
+    for i in indices:
+        try:
+            out[i] = step([i])[0]
+        except Exception as e:
+            errors[i] = f"{type(e).__name__}: {e}"
 
 
 def _progress_bar(label: str | None, total_seconds: float):

@@ -111,30 +111,52 @@ def _wait(opts: dict, ctx: "Context") -> dict:
 
 
 def _check(opts: dict, ctx: "Context") -> dict:
-    """Quick sanity check of a run: its logs exist and its adapter produces text."""
-    from lora_training.runners.evaluate import quick_check
+    """Quick sanity check of a finished run: its logs exist and its last eval transcribed text."""
+    from lora_training.runners.experiment import LOG_FILE, run_dir_for
+    from lora_training.training.metrics_log import read_metrics
 
-    result = quick_check(opts["experiment"], outputs=ctx.outputs, clips=int(opts.get("clips", 3)))
-    for row in result["samples"]:
+    name = opts["experiment"]
+    run_dir = run_dir_for(name, ctx.outputs)
+    missing = [f for f in (LOG_FILE, "metrics.jsonl", "config.json") if not (run_dir / f).is_file()]
+    if missing:
+        raise StageFailed(f"experiment {name}: missing {', '.join(missing)} in {run_dir}")
+    evals = [r for r in read_metrics(run_dir / "metrics.jsonl") if r["type"] == "eval"]
+    if not evals:
+        raise StageFailed(f"experiment {name}: no evaluation in {run_dir / 'metrics.jsonl'}")
+    samples = evals[-1].get("samples") or []
+    if not any(s["hyp"].strip() for s in samples):
+        raise StageFailed(f"experiment {name}: the adapted model transcribed no text at step {evals[-1]['step']} "
+                          f"(log: {run_dir / LOG_FILE})")
+    for row in samples:
         ctx.say(f"  ref: {row['ref']}\n  hyp: {row['hyp']}")
-    return result
+    return {"experiment": name, "step": evals[-1]["step"], "wer": evals[-1]["wer"]}
 
 
 def _evaluate(opts: dict, ctx: "Context") -> dict:
-    from lora_training.runners.evaluate import evaluate_experiment
+    """Best adapter vs baseline on the run's eval manifest and a safety set; a failed gate halts."""
+    from lora_training.reporting.console import print_results
+    from lora_training.runners.evaluation import evaluate_run
+    from lora_training.runners.experiment import run_dir_for
 
     opts = dict(opts)
-    result = evaluate_experiment(opts.pop("experiment"), outputs=ctx.outputs, **opts)
-    ctx.say(result["rendered"])
-    if not result["passed"]:
-        raise StageFailed(f"evaluation gate failed: {result['reason']} (results: {result['output']})")
-    return {k: v for k, v in result.items() if k != "rendered"}
+    name = opts.pop("experiment")
+    if opts.get("safety") is False:  # TOML has no null: `safety = false` turns the safety set off
+        opts["safety"] = None
+    result = evaluate_run(name, outputs=ctx.outputs, progress=ctx.progress, **opts)
+    if ctx.progress:
+        print_results(result)
+    output = run_dir_for(name, ctx.outputs) / "eval_results.json"
+    if not result["status"]["ok"]:
+        raise StageFailed(f"evaluation of {name} failed: {'; '.join(result['status']['problems'])} "
+                          f"(results: {output})")
+    return {"experiment": name, "output": str(output)}
 
 
 def _report(opts: dict, ctx: "Context") -> dict:
     from lora_training.reporting.report import write_report
+    from lora_training.runners.experiment import run_dir_for
 
-    path = write_report(opts["experiment"], outputs=ctx.outputs)
+    path = write_report(run_dir_for(opts["experiment"], ctx.outputs))
     ctx.say(f"report: {path}")
     return {"report": str(path)}
 

@@ -58,7 +58,15 @@ def test_quiet_split_chunk_counts(seconds, expected):
     ],
 )
 def test_length_buckets(lengths, max_batch, expected):
-    assert length_buckets(lengths, max_batch) == expected
+    assert length_buckets(lengths, max_batch, max_padding=0.15) == expected
+
+
+def test_cli_defaults_match_the_library():
+    from lora_training.evaluation.evaluate import EvalOptions
+
+    options = EvalOptions(manifest="m.jsonl")
+    assert options.batch_size == transcribe.DEFAULT_BATCH_SIZE
+    assert options.max_chunk_seconds == transcribe.MAX_CHUNK_SECONDS
 
 
 def test_batched_tokens_equal_generate_on_each_clip_alone():
@@ -82,32 +90,40 @@ def test_batched_tokens_equal_generate_on_each_clip_alone():
     assert [r.tokens[0] for r in results] == alone
     assert [r.text for r in results] == [processor.decode(a, skip_special_tokens=True).strip() for a in alone]
     with torch.inference_mode():
-        exact, mask = transcribe.encode_batch(model, audios[:3])
-        single, _ = transcribe.encode_batch(model, audios[:1])
+        batched = transcribe.encode_clips(model, audios[:3])
+        [single] = transcribe.encode_clips(model, audios[:1])
         values, pad_mask = pad_audio(audios[:3])
         naive = model.get_encoder()(input_values=values, attention_mask=pad_mask).last_hidden_state
-    frames = single.shape[1]
-    assert mask is not None and int(mask[0].sum()) == frames < exact.shape[1]
-    torch.testing.assert_close(exact[0, :frames], single[0], rtol=1e-4, atol=1e-5)
+    frames = len(single)
+    assert len(batched[0]) == frames < len(batched[2])
+    torch.testing.assert_close(batched[0].states, single.states, rtol=1e-4, atol=1e-5)
+    for (k, v), (k1, v1) in zip(batched[0].cross, single.cross):
+        torch.testing.assert_close(k, k1, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(v, v1, rtol=1e-4, atol=1e-5)
     # The naive padded encoder does differ, or this test would prove nothing.
-    assert not torch.allclose(naive[0, :frames], single[0], atol=1e-3)
+    assert not torch.allclose(naive[0, :frames], single.states, atol=1e-3)
 
 
-def test_failing_clip_is_reported_and_its_neighbours_survive(monkeypatch):
+@pytest.mark.parametrize("stage", ["encode_clips", "decode_states"])
+def test_failing_clip_is_reported_and_its_neighbours_survive(monkeypatch, stage):
     from lora_training.testing.tiny import tiny_moonshine
 
     model, processor = tiny_moonshine()
     rng = np.random.default_rng(3)
-    audios = [_speechy(1.0, rng), _speechy(1.01, rng), _speechy(1.02, rng)]
-    poisoned = len(audios[1])
-    real = transcribe.decode_batch
+    audios = [_speechy(s, rng) for s in (1.0, 1.1, 1.12)]
+    assert length_buckets([len(a) for a in audios], 8) == [[0, 1, 2]]  # one batch, so the retry is exercised
+    with torch.inference_mode():
+        frames = [len(transcribe.encode_clips(model, [a])[0]) for a in audios]
+    assert len(set(frames)) == 3
+    real = getattr(transcribe, stage)
 
-    def decode(model, batch, budgets, **kw):
-        if any(len(a) == poisoned for a in batch):
+    def poisoned(model, items, *args, **kw):
+        sizes = [len(a) for a in items] if stage == "encode_clips" else [len(s) for s in items]
+        if (len(audios[1]) if stage == "encode_clips" else frames[1]) in sizes:
             raise RuntimeError("boom")
-        return real(model, batch, budgets, **kw)
+        return real(model, items, *args, **kw)
 
-    monkeypatch.setattr(transcribe, "decode_batch", decode)
+    monkeypatch.setattr(transcribe, stage, poisoned)
     results = transcribe_clips(model, processor, audios)
     assert [r.error is None for r in results] == [True, False, True]
     assert "RuntimeError: boom" in results[1].error and results[1].text is None
@@ -120,19 +136,15 @@ def test_long_clip_is_decoded_in_chunks_and_joined(monkeypatch):
 
     model, processor = tiny_moonshine()
     audio = _speechy(45.0, np.random.default_rng(4))
-    seen = []
+    # Stand-ins that carry each chunk's length through: "states" of len/1000 rows, one token per chunk.
+    monkeypatch.setattr(transcribe, "encode_clips",
+                        lambda model, items, **kw: [torch.zeros(len(a) // 1000, 2) for a in items])
+    monkeypatch.setattr(transcribe, "decode_states",
+                        lambda model, states, budgets: [[1000 + len(s)] for s in states])
 
-    def token_for(chunk_samples: int) -> int:
-        return 1000 + chunk_samples % 5000
-
-    def decode(model, batch, budgets, **kw):
-        seen.extend(len(a) for a in batch)
-        return [[token_for(len(a))] for a in batch]
-
-    monkeypatch.setattr(transcribe, "decode_batch", decode)
     [result] = transcribe_clips(model, processor, [audio], max_chunk_seconds=20.0)
 
     spans = quiet_split(audio, 20.0)
-    assert result.chunks == len(spans) == 3 and sorted(seen) == sorted(end - start for start, end in spans)
-    expected = " ".join(processor.decode([token_for(end - start)]).strip() for start, end in spans)
-    assert result.text == expected
+    assert result.chunks == len(spans) == 3 and max(end - start for start, end in spans) <= 20 * SAMPLE_RATE
+    assert result.tokens == [[1000 + (end - start) // 1000] for start, end in spans]
+    assert result.text == " ".join(processor.decode(t).strip() for t in result.tokens)

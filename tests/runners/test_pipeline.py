@@ -108,3 +108,63 @@ colour = "blue"
 """)
     with pytest.raises(StageFailed, match="halted at stage split .*unknown option for a split stage"):
         run_pipeline(load_pipeline(path, outputs=str(tmp_path)), write=lambda _: None)
+
+
+def test_full_pipeline_on_the_tiny_model(tmp_path, tiny_model_dir):
+    """Every stage kind, end to end, in seconds: split → synth → mix → train → wait → check → evaluate → report."""
+    path = _tiny_pipeline(tmp_path, tiny_model_dir)
+    data = tmp_path / "data"
+    vocabulary = data / "vocabulary.txt"
+    vocabulary.write_text("kubectl | cube control\nWER | W E R\n")
+    text = path.read_text().replace(
+        'train_manifest = "' + str(data / "train.jsonl") + '"', 'train_manifest = "' + str(data / "mixed.jsonl") + '"'
+    )
+    text = text.replace('[[stages]]\nname = "train"', f"""[[stages]]
+name = "synth"
+kind = "synth"
+vocabulary = "{vocabulary}"
+count = 4
+min_per_term = 1
+output = "{data / 'synthetic.jsonl'}"
+gate = false
+workers = 1
+
+[[stages]]
+name = "mix"
+kind = "mix"
+inputs = ["{data / 'train.jsonl'}", "{data / 'synthetic.jsonl'}"]
+output = "{data / 'mixed.jsonl'}"
+
+[[stages]]
+name = "train\"""")
+    text += f"""
+[[stages]]
+name = "check"
+kind = "check"
+experiment = "tiny_run"
+
+[[stages]]
+name = "evaluate"
+kind = "evaluate"
+experiment = "tiny_run"
+safety = false
+
+[[stages]]
+name = "report"
+kind = "report"
+experiment = "tiny_run"
+"""
+    path.write_text(text)
+    lines: list[str] = []
+    state = run_pipeline(load_pipeline(path, outputs=str(tmp_path / "out")), write=lines.append, progress=False)
+    assert state["phase"] == "completed"
+    assert [s["name"] for s in state["stages"]] == ["split", "synth", "mix", "train", "wait", "check", "evaluate", "report"]
+    run_dir = tmp_path / "out" / "tiny_run"
+    results = json.loads((run_dir / "eval_results.json").read_text())
+    assert {"baseline", "adapter", "delta"} <= set(results["summary"])
+    assert results["status"]["ok"] and results["safety"] is None
+    report = (run_dir / "report.md").read_text()
+    for image in [line.split("(")[1].rstrip(")") for line in report.splitlines() if line.startswith("![")]:
+        assert (run_dir / image).is_file()
+    mixed = [json.loads(line) for line in (data / "mixed.jsonl").read_text().splitlines()]
+    assert {row["source"] for row in mixed} == {"real", "synthetic"}
