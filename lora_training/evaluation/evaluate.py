@@ -2,8 +2,9 @@
 
     run_evaluation(EvalOptions(...)) -> result dict (schema_version 1, see docs/evaluation.md)
 
-The base model is loaded once: the baseline transcribes first, then the adapter is attached
-and merged into the same weights (no LoRA overhead at inference) and everything runs again.
+The base model is loaded once and the adapter attached at once (so a mismatch fails before any
+work); the baseline transcribes with the adapter disabled, then the adapter is merged into the
+same weights (no LoRA overhead at inference) and everything runs again.
 Clips that cannot be read or decoded are listed under `failures` and left out of every score,
 for both systems alike, so the comparison stays paired. The result JSON is the source of truth;
 the console table and the markdown report are views of it.
@@ -11,6 +12,7 @@ the console table and the markdown report are views of it.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import time
@@ -216,15 +218,19 @@ def run_evaluation(options: EvalOptions, *, progress: bool = False) -> dict[str,
                                 f"first: {ev.failures[0]['error']}")
 
     ev.model, ev.processor = _load_model(model_id, options, ev.timing)
+    if options.adapter_dir:
+        # Attached before the baseline runs, so an adapter for another base model fails at once.
+        ev.model = _attach_adapter(ev.model, options.adapter_dir, model_id, ev.timing)
     systems: dict[str, dict[str, dict]] = {}
     safety_hyps: dict[str, dict[str, dict]] = {}
-    if options.baseline:
-        systems["baseline"] = ev.transcribe("baseline", "eval", clips, audio)
-    if safety:
-        # The safety gate is a delta, so the baseline runs on it even with --no-baseline.
-        safety_hyps["baseline"] = ev.transcribe("baseline", "safety", safety["clips"], safety["audio"])
+    with ev.model.disable_adapter() if options.adapter_dir else contextlib.nullcontext():
+        if options.baseline:
+            systems["baseline"] = ev.transcribe("baseline", "eval", clips, audio)
+        if safety:
+            # The safety gate is a delta, so the baseline runs on it even with --no-baseline.
+            safety_hyps["baseline"] = ev.transcribe("baseline", "safety", safety["clips"], safety["audio"])
     if options.adapter_dir:
-        ev.model = _merge_adapter(ev.model, options.adapter_dir, model_id, ev.timing)
+        ev.model = _merge(ev.model, ev.timing)
         systems["adapter"] = ev.transcribe("adapter", "eval", clips, audio)
         if safety:
             safety_hyps["adapter"] = ev.transcribe("adapter", "safety", safety["clips"], safety["audio"])
@@ -284,8 +290,8 @@ def _load_model(model_id: str, options: EvalOptions, timing: dict[str, Any]):
     return model, processor
 
 
-def _merge_adapter(model, adapter_dir: str, model_id: str, timing: dict[str, Any]):
-    """Attach the adapter (refused on a different base model) and fold it into the weights."""
+def _attach_adapter(model, adapter_dir: str, model_id: str, timing: dict[str, Any]):
+    """The PEFT model (refused on a different base model); with `disable_adapter()` it is the base model."""
     import warnings
 
     from lora_training.models.adapters import load_adapter
@@ -294,7 +300,15 @@ def _merge_adapter(model, adapter_dir: str, model_id: str, timing: dict[str, Any
     with warnings.catch_warnings():
         # peft asks transformers about gradient checkpointing through a deprecated name; not ours to fix.
         warnings.filterwarnings("ignore", category=FutureWarning, message=".*is_gradient_checkpointing.*")
-        merged = load_adapter(model, adapter_dir, base_model=model_id).merge_and_unload()
+        peft_model = load_adapter(model, adapter_dir, base_model=model_id)
+    timing["adapter_load_seconds"] = round(time.perf_counter() - start, 3)
+    return peft_model.eval()
+
+
+def _merge(peft_model, timing: dict[str, Any]):
+    """Fold the adapter into the base weights: inference then costs exactly what the base model costs."""
+    start = time.perf_counter()
+    merged = peft_model.merge_and_unload()
     timing["merge_seconds"] = round(time.perf_counter() - start, 3)
     return merged.eval()
 

@@ -271,7 +271,8 @@ def compare_table(rows: list[dict[str, Any]]) -> Table:
     best = min(scored) if scored else None
     for r in rows:
         mark = "*" if r["source"] == "trainer" else ""
-        wer = Text(_pct(r["best_wer"]) + mark, style="bold" if r["best_wer"] is not None and r["best_wer"] == best else "")
+        is_best = r["best_wer"] is not None and r["best_wer"] == best
+        wer = Text(_pct(r["best_wer"]) + mark, style="bold" if is_best else "")
         if r["safety_delta_points"] is None:
             safety = Text("-")
         else:
@@ -279,8 +280,8 @@ def compare_table(rows: list[dict[str, Any]]) -> Table:
         steps = f"{'-' if r['steps'] is None else r['steps']}/{r['max_steps']}"
         if r["phase"] != "completed":
             steps += f" {r['phase'] or '?'}"
-        seconds = r["train_seconds"]
-        time_text = "-" if seconds is None else f"{int(seconds) // 3600}:{int(seconds) % 3600 // 60:02d}:{int(seconds) % 60:02d}"
+        seconds = None if r["train_seconds"] is None else int(r["train_seconds"])
+        time_text = "-" if seconds is None else f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
         table.add_row(Text(r["name"]), r["adapter"], steps, time_text, _pct(r["baseline_wer"]), wer,
                       _pct(r["term_recall"]), safety)
     return table

@@ -12,6 +12,7 @@ step-0 and best evals, and the report says so. The layout is docs/training_repor
 from __future__ import annotations
 
 import difflib
+from collections import Counter
 import io
 import json
 import os
@@ -72,7 +73,8 @@ def read_run(run_dir: str | os.PathLike) -> RunFiles:
         try:
             results = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as e:
-            raise LoraTrainingError(f"{path}:{e.lineno}: invalid JSON ({e.msg}); rerun `just evaluate {run_dir.name}`") from e
+            raise LoraTrainingError(f"{path}:{e.lineno}: invalid JSON ({e.msg}); "
+                                    f"rerun `just evaluate {run_dir.name}`") from e
         if results.get("schema_version") != SCHEMA_VERSION:
             raise LoraTrainingError(f"{path}: unsupported result, expected schema_version {SCHEMA_VERSION}, "
                                     f"got {results.get('schema_version')!r}; rerun `just evaluate {run_dir.name}`")
@@ -167,9 +169,10 @@ def _manifest_row(label: str, path: str | None) -> list[str] | None:
         return [label, f"`{_md(path)}`", f"unreadable: {_md(str(e).splitlines()[0])}", "", "", ""]
     known = [u.duration for u in utts if u.duration]
     hours = f"{sum(known) / 3600:.2f}" + ("" if len(known) == len(utts) else " (partial)")
-    sources = {s: sum(1 for u in utts if (u.source or "unknown") == s) for s in sorted({u.source or "unknown" for u in utts})}
+    sources = Counter(u.source or "unknown" for u in utts)
     terms = len({t for u in utts for t in (u.terms or [])})
-    return [label, f"`{_md(path)}`", str(len(utts)), hours, ", ".join(f"{k} {v}" for k, v in sources.items()), str(terms)]
+    mix = ", ".join(f"{k} {v}" for k, v in sorted(sources.items()))
+    return [label, f"`{_md(path)}`", str(len(utts)), hours, mix, str(terms)]
 
 
 def _data(run: RunFiles) -> str:
@@ -315,8 +318,9 @@ def conclusions(run: RunFiles) -> list[str]:
         ub, ua = metric(baseline, "term_recall_unseen"), metric(adapter, "term_recall_unseen")
         sb, sa = metric(baseline, "term_recall_seen"), metric(adapter, "term_recall_seen")
         if sa is not None and ua is not None:
+            memorised = sa - sb > 0.2 and ua - ub <= 0
             out.append(f"On terms seen in training: {_pct(sb)} → {_pct(sa)}; on unseen terms: {_pct(ub)} → {_pct(ua)}"
-                       + (" — the adapter memorised rather than generalised." if sa - sb > 0.2 and ua - ub <= 0 else "."))
+                       + (" — the adapter memorised rather than generalised." if memorised else "."))
         elif sa is not None:
             out.append("The eval set has no term unseen in training, so generalisation to new terms is not measured.")
     else:

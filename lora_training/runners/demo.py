@@ -10,6 +10,7 @@ safety set) → report.
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from pathlib import Path
@@ -58,11 +59,12 @@ def demo_pipeline(work: Path) -> Pipeline:
         Stage("train", "run-experiment", {
             "experiment": EXPERIMENT, "model_id": MODEL, "train_manifest": d["mixed_train.jsonl"],
             "eval_manifest": d["my_voice_eval.jsonl"], "vocabulary": d["vocabulary.txt"],
-            "max_steps": 120, "eval_interval": 40, "lr": 1e-3, "warmup_steps": 10, "batch_size": 8,
+            "max_steps": 80, "eval_interval": 20, "lr": 5e-4, "warmup_steps": 10, "batch_size": 8,
             "lora_r": 16, "lora_alpha": 32, "lora_dropout": 0.05, "adapter_sites": "decoder", "num_threads": 2,
         }),
         Stage("wait", "wait", {"experiment": EXPERIMENT, "interval": 2.0}),
-        Stage("evaluate", "evaluate", {"experiment": EXPERIMENT, "safety": "builtin"}),
+        # The demo shows the numbers whatever they are: a failed safety gate is printed, not a halt.
+        Stage("evaluate", "evaluate", {"experiment": EXPERIMENT, "safety": "builtin", "halt_on_failure": False}),
         Stage("report", "report", {"experiment": EXPERIMENT}),
     ]
     return Pipeline(name="demo", path="lora_training.runners.demo", outputs=str(work), stages=stages)
@@ -80,11 +82,8 @@ def run_demo(workdir: str | Path = "outputs/demo") -> int:
     build_demo_user(work / "data")
     state = run_pipeline(demo_pipeline(work))
     result = next(s["result"] for s in state["stages"] if s["name"] == "evaluate")
-    import json
-
-    full = json.loads(Path(result["output"]).read_text(encoding="utf-8"))
     print()
-    print_results(full, show=5)
+    print_results(json.loads(Path(result["output"]).read_text(encoding="utf-8")), show=5)
     report = next(s["result"]["report"] for s in state["stages"] if s["name"] == "report")
     print(f"\ndemo finished in {(time.perf_counter() - started) / 60:.1f} min; report: {report}")
     return 0

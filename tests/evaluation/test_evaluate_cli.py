@@ -43,7 +43,8 @@ def test_transcribe_manifest_with_adapter_reports_baseline_and_adapter(trained_r
     assert code == 0, stdout
     result = json.loads(out.read_text())
     assert result["schema_version"] == 1 and result["status"] == {"ok": True, "problems": []}
-    assert result["model"]["model_id"] == json.loads((run_dir / "adapter" / "lora_training.json").read_text())["base_model"]
+    sidecar = json.loads((run_dir / "adapter" / "lora_training.json").read_text())
+    assert result["model"]["model_id"] == sidecar["base_model"]
     summary = result["summary"]
     assert summary["baseline"]["n_utterances"] == summary["adapter"]["n_utterances"] == 3
     assert set(summary["delta"]) >= {"wer", "cer", "term_recall", "term_recall_seen", "term_recall_unseen"}
@@ -58,6 +59,12 @@ def test_transcribe_manifest_with_adapter_reports_baseline_and_adapter(trained_r
     assert set(result["timing"]) >= {"baseline", "adapter", "load_seconds", "merge_seconds", "total_seconds"}
     assert result["failures"] == []
     assert "WER" in stdout and "baseline" in stdout and "adapter" in stdout and "OK" in stdout
+
+    # The baseline runs with the adapter attached but disabled: exactly the base model alone.
+    code, stdout, _ = _run(["transcribe", "--model-id", result["model"]["model_id"], "--manifest", str(evals),
+                            "--json", "--no-progress"], capsys)
+    alone = json.loads(stdout)
+    assert code == 0 and [r["baseline"]["hyp"] for r in alone["utterances"]] == [r["baseline"]["hyp"] for r in rows]
 
 
 def test_unreadable_clips_are_listed_not_dropped(trained_run, tmp_path, capsys):
