@@ -147,7 +147,7 @@ def samples_view(result: dict[str, Any], n: int) -> Group | None:
     if not rows:
         return None
     systems = _systems(result)
-    parts: list[Any] = [Text(f"\nmost changed samples (baseline → adapter)" if len(systems) == 2
+    parts: list[Any] = [Text("\nmost changed samples (baseline → adapter)" if len(systems) == 2
                              else "\nworst samples (reference → hypothesis)", style="bold")]
     for row in rows:
         parts.append(_sample_header(row, systems))

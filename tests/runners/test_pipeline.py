@@ -137,7 +137,7 @@ output = "{data / 'mixed.jsonl'}"
 
 [[stages]]
 name = "train\"""")
-    text += f"""
+    text += """
 [[stages]]
 name = "check"
 kind = "check"

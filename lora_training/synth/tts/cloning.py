@@ -66,3 +66,18 @@ def load_references(backend: str, manifest: str | None) -> tuple[Reference, ...]
             f"{manifest}: no reference clip, expected at least one clip of {low:g}-{high:g} s, got none"
         )
     return references
+
+
+def check_cloning(backend: str, options, module: str, requirement: str,
+                  files: tuple[tuple[str, str], ...]) -> tuple[Reference, ...]:
+    """Every cheap check a cloning backend makes before work starts; returns its reference clips."""
+    voices = (*options.exclude_voices, *options.voices)
+    if voices:
+        raise ConfigError(
+            f"voices: only espeak has voices to choose, expected no --voices/--exclude-voices with "
+            f"--backend {backend}, got {', '.join(voices)}"
+        )
+    require_package(backend, module, requirement)
+    references = load_references(backend, options.reference_manifest)
+    require_hub_files(backend, files)
+    return references

@@ -10,9 +10,8 @@ from __future__ import annotations
 import os
 import random
 
-from lora_training.errors import ConfigError
 from lora_training.synth.tts.base import BackendOptions, Clip
-from lora_training.synth.tts.cloning import load_references, require_hub_files, require_package
+from lora_training.synth.tts.cloning import check_cloning
 
 MODEL = "F5TTS_v1_Base"
 WEIGHTS = (
@@ -37,15 +36,7 @@ class F5Backend:
         self._model = None
 
     def check(self) -> None:
-        voices = (*self.options.exclude_voices, *self.options.voices)
-        if voices:
-            raise ConfigError(
-                f"voices: only espeak has voices to choose, expected no --voices/--exclude-voices with "
-                f"--backend {self.name}, got {', '.join(voices)}"
-            )
-        require_package(self.name, "f5_tts", "f5-tts")
-        self.references = load_references(self.name, self.options.reference_manifest)
-        require_hub_files(self.name, WEIGHTS)
+        self.references = check_cloning(self.name, self.options, "f5_tts", "f5-tts", WEIGHTS)
 
     def fingerprint(self) -> str:
         return f"{self.name}:{MODEL}:" + ",".join(f"{r.id}={r.transcript}" for r in self.references)

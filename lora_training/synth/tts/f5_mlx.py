@@ -7,9 +7,9 @@ import platform
 import random
 import sys
 
-from lora_training.errors import ConfigError, LoraTrainingError
+from lora_training.errors import LoraTrainingError
 from lora_training.synth.tts.base import BackendOptions, Clip
-from lora_training.synth.tts.cloning import load_references, require_hub_files, require_package
+from lora_training.synth.tts.cloning import check_cloning
 
 MODEL = "lucasnewman/f5-tts-mlx"
 WEIGHTS = (
@@ -38,15 +38,7 @@ class F5MlxBackend:
                 f"{self.name} backend: needs Apple Silicon, expected darwin/arm64, got {machine} "
                 "(use --backend f5-tts or espeak)"
             )
-        voices = (*self.options.exclude_voices, *self.options.voices)
-        if voices:
-            raise ConfigError(
-                f"voices: only espeak has voices to choose, expected no --voices/--exclude-voices with "
-                f"--backend {self.name}, got {', '.join(voices)}"
-            )
-        require_package(self.name, "f5_tts_mlx", "f5-tts-mlx")
-        self.references = load_references(self.name, self.options.reference_manifest)
-        require_hub_files(self.name, WEIGHTS)
+        self.references = check_cloning(self.name, self.options, "f5_tts_mlx", "f5-tts-mlx", WEIGHTS)
 
     def fingerprint(self) -> str:
         return f"{self.name}:{MODEL}:" + ",".join(f"{r.id}={r.transcript}" for r in self.references)
