@@ -1,11 +1,19 @@
 #!/usr/bin/env bash
-# Installs the system packages the toolkit needs (offline TTS and audio tools) when missing.
+# Installs the system packages the toolkit needs when missing: espeak-ng and sox (offline speech
+# and audio tools) everywhere; on Debian/Ubuntu also the real-speech data behind `--safety builtin`
+# (Asterisk's English prompts and pocketsphinx's LibriVox test clips).
 set -euo pipefail
-packages=(espeak-ng sox asterisk-core-sounds-en-wav pocketsphinx-testdata)
+tools=(espeak-ng sox)
+debian_data=(asterisk-core-sounds-en-wav pocketsphinx-testdata)
 missing=()
-for p in "${packages[@]}"; do
-  command -v "$p" >/dev/null 2>&1 || missing+=("$p")
+for t in "${tools[@]}"; do
+  command -v "$t" >/dev/null 2>&1 || missing+=("$t")
 done
+if command -v dpkg-query >/dev/null 2>&1; then
+  for p in "${debian_data[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+fi
 [ ${#missing[@]} -eq 0 ] && exit 0
 if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
   echo "installing system packages: ${missing[*]}"
