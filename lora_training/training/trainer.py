@@ -30,6 +30,7 @@ from lora_training.data.manifest import Utterance, load_manifest, manifest_hash
 from lora_training.errors import LoraTrainingError
 from lora_training.training.checkpoints import CheckpointManager, restore_rng
 from lora_training.training.collate import (
+    IGNORE_INDEX,
     Example,
     bucketed_batches,
     encode_labels,
@@ -238,6 +239,8 @@ class Trainer:
     def _loss(self, examples: list[Example]) -> torch.Tensor:
         labels = pad_labels([e.labels for e in examples]).to(self.accelerator.device)
         with self.accelerator.autocast():
+            if self.cache_encoder and self.accelerator.num_processes == 1:
+                return self._decoder_loss(self._encoder_states(examples), labels)
             if self.cache_encoder:
                 out = self.model(encoder_outputs=self._encoder_states(examples), labels=labels)
             else:
@@ -245,6 +248,22 @@ class Trainer:
                 out = self.model(input_values=values.to(self.accelerator.device),
                                  attention_mask=mask.to(self.accelerator.device), labels=labels)
         return out.loss
+
+    def _decoder_loss(self, encoded, labels: torch.Tensor) -> torch.Tensor:
+        """The same loss as `model(labels=...)`, but the 32k-way output projection runs only at real
+        label positions, not at padding (about a third of a decoder-only step is that projection).
+        Single process only: under DDP the forward must go through the wrapper to sync gradients."""
+        from transformers.models.moonshine.modeling_moonshine import shift_tokens_right
+
+        base = self.accelerator.unwrap_model(self.model).get_base_model()
+        decoder_input = shift_tokens_right(labels, base.config.pad_token_id, base.config.decoder_start_token_id)
+        hidden = base.get_decoder()(
+            input_ids=decoder_input, encoder_hidden_states=encoded.last_hidden_state,
+            encoder_attention_mask=encoded.attention_mask, use_cache=False,
+        ).last_hidden_state
+        keep = labels != IGNORE_INDEX
+        logits = base.proj_out(hidden[keep])
+        return torch.nn.functional.cross_entropy(logits.float(), labels[keep])
 
     def train_step(self) -> float:
         """One optimizer step over `grad_accum` micro-batches; returns the mean loss."""
