@@ -231,11 +231,6 @@ def decode_states(model, clips: list[Encoded], budgets: list[int]) -> list[list[
     return out
 
 
-def decode_batch(model, audios: list[np.ndarray], budgets: list[int], *, normalize: bool = False) -> list[list[int]]:
-    """Greedy token ids for clips of similar length: `encode_clips`, then `decode_states`."""
-    return decode_states(model, encode_clips(model, audios, normalize=normalize), budgets)
-
-
 @contextmanager
 def _unpadded_heads(model) -> Iterator[None]:
     """Switch off Moonshine's head-dimension padding (52 -> 56, for ONNX and flash kernels) while decoding.

@@ -21,7 +21,6 @@ from lora_training.models.embedded import (
     embedded_model_dir,
 )
 
-DEFAULT_MODEL_ID = "UsefulSensors/moonshine-tiny"
 # Moonshine's reference uses 6 tokens/s; dictated jargon ("__init__.py", "dev@example.com") is denser.
 TOKENS_PER_SECOND = 10.0
 # Short clips still get room for a word or two of long BPE pieces plus EOS.
