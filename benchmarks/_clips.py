@@ -12,7 +12,7 @@ def espeak_manifest(folder: Path, count: int, *, seed: int = 1, voice: str = "en
     from lora_training.data.audio import load_audio, write_wav
     from lora_training.data.manifest import Utterance, save_manifest
     from lora_training.synth.sentences import generate_sentences
-    from lora_training.synth.vocabulary import example_vocabulary_path, load_vocabulary
+    from lora_training.data.vocabulary import example_vocabulary_path, load_vocabulary
 
     manifest = folder / f"bench_{count}_{seed}.jsonl"
     if manifest.exists():

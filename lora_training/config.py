@@ -9,63 +9,55 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lora_training.defaults import DECODE_BATCH_SIZE, DEVICES, default_model, model_help
 from lora_training.errors import ConfigError
+from lora_training.options import option
 
 ADAPTER_SITES = ("decoder", "encoder", "both")
-DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("fp32", "bf16", "fp16")
 # Every Linear in a Moonshine attention or MLP block; sites decide which layers get them.
 DEFAULT_TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "fc1", "fc2")
 PATH_FIELDS = ("train_manifest", "eval_manifest", "replay_manifest", "vocabulary")
 
 
-def _f(default, help: str, **kw):
-    if isinstance(default, (list, dict)):
-        return field(default_factory=lambda: type(default)(default), metadata={"help": help, **kw})
-    return field(default=default, metadata={"help": help, **kw})
-
-
 @dataclass
 class ExperimentConfig:
-    model_id: str = _f(
-        "UsefulSensors/moonshine-tiny",
-        "base model: hub id, local save_pretrained folder, or embedded:moonshine-base",
-    )
-    train_manifest: str = _f("data/my_voice_train.jsonl", "training manifest (JSONL)")
-    eval_manifest: str = _f("data/my_voice_eval.jsonl", "evaluation manifest (JSONL), decoded at every eval")
-    max_steps: int = _f(500, "optimizer steps to train")
-    eval_interval: int = _f(50, "evaluate (greedy transcripts: WER, CER, term recall) every N steps; step 0 is the baseline")
-    checkpoint_interval: int = _f(0, "save a resumable checkpoint every N steps (0: at every eval)")
-    log_interval: int = _f(10, "write a progress line every N steps")
-    lr: float = _f(3e-4, "peak learning rate (AdamW, linear warmup then linear decay)")
-    warmup_steps: int = _f(20, "linear warmup steps")
-    weight_decay: float = _f(0.0, "AdamW weight decay on adapter weights")
-    max_grad_norm: float = _f(1.0, "gradient clipping norm (0 disables)")
-    batch_size: int = _f(8, "utterances per micro-batch")
-    grad_accum: int = _f(1, "micro-batches per optimizer step")
-    eval_batch_size: int = _f(8, "utterances per decoding batch during evaluation")
-    seed: int = _f(42, "seed for data order, adapter init and dropout")
-    lora_r: int = _f(16, "LoRA rank")
-    lora_alpha: int = _f(32, "LoRA alpha (scale = alpha / r)")
-    lora_dropout: float = _f(0.05, "dropout on the LoRA input")
-    use_dora: bool = _f(False, "use DoRA (weight-decomposed LoRA) instead of plain LoRA")
-    adapter_sites: str = _f(
+    model_id: str = option(default_model("train"), model_help("train"))
+    train_manifest: str = option("data/my_voice_train.jsonl", "training manifest (JSONL)")
+    eval_manifest: str = option("data/my_voice_eval.jsonl", "evaluation manifest (JSONL), decoded at every eval")
+    max_steps: int = option(500, "optimizer steps to train")
+    eval_interval: int = option(50, "evaluate (greedy transcripts: WER, CER, term recall) every N steps; step 0 is the baseline")
+    checkpoint_interval: int = option(0, "save a resumable checkpoint every N steps (0: at every eval)")
+    log_interval: int = option(10, "write a progress line every N steps")
+    lr: float = option(3e-4, "peak learning rate (AdamW, linear warmup then linear decay)")
+    warmup_steps: int = option(20, "linear warmup steps")
+    weight_decay: float = option(0.0, "AdamW weight decay on adapter weights")
+    max_grad_norm: float = option(1.0, "gradient clipping norm (0 disables)")
+    batch_size: int = option(8, "utterances per micro-batch")
+    grad_accum: int = option(1, "micro-batches per optimizer step")
+    eval_batch_size: int = option(DECODE_BATCH_SIZE, "utterances decoded together during evaluation")
+    seed: int = option(42, "seed for data order, adapter init and dropout")
+    lora_r: int = option(16, "LoRA rank")
+    lora_alpha: int = option(32, "LoRA alpha (scale = alpha / r)")
+    lora_dropout: float = option(0.05, "dropout on the LoRA input")
+    use_dora: bool = option(False, "use DoRA (weight-decomposed LoRA) instead of plain LoRA")
+    adapter_sites: str = option(
         "decoder",
         "where adapters go: decoder (fast: the encoder runs once per clip and is cached), encoder, or both",
         choices=ADAPTER_SITES,
     )
-    target_modules: list[str] = _f(list(DEFAULT_TARGET_MODULES), "Linear layer names to adapt within the chosen sites")
-    replay_manifest: str | None = _f(None, "general-domain manifest mixed into training against forgetting")
-    replay_ratio: float = _f(0.0, "replay utterances per training utterance in each epoch (e.g. 0.25)")
-    vocabulary: str | None = _f(None, "vocabulary file: finds jargon terms in eval references that lack a `terms` field")
-    early_stop_patience: int = _f(0, "stop after N evals without a better WER (0: off)")
-    device: str = _f("auto", "compute device", choices=DEVICES)
-    precision: str = _f("fp32", "autocast precision for the forward pass", choices=PRECISIONS)
-    num_threads: int = _f(0, "torch CPU threads (0: all cores, at most 8)")
+    target_modules: list[str] = option(list(DEFAULT_TARGET_MODULES), "Linear layer names to adapt within the chosen sites")
+    replay_manifest: str | None = option(None, "general-domain manifest mixed into training against forgetting")
+    replay_ratio: float = option(0.0, "replay utterances per training utterance in each epoch (e.g. 0.25)")
+    vocabulary: str | None = option(None, "vocabulary file: finds jargon terms in eval references that lack a `terms` field")
+    early_stop_patience: int = option(0, "stop after N evals without a better WER (0: off)")
+    device: str = option("auto", "compute device", choices=DEVICES)
+    precision: str = option("fp32", "autocast precision for the forward pass", choices=PRECISIONS)
+    num_threads: int = option(0, "torch CPU threads (0: all cores, at most 8)")
 
     def __post_init__(self) -> None:
         problems: list[str] = []
@@ -142,6 +134,7 @@ class ExperimentConfig:
         return cls.from_dict(data, source=str(path))
 
 
-def config_fields() -> list[dataclasses.Field]:
-    """The fields in declaration order, for the CLI to build options from."""
-    return list(dataclasses.fields(ExperimentConfig))
+def adapter_kind(config: dict[str, Any]) -> str:
+    """"DoRA" or "LoRA" for a config (as saved in config.json or an adapter's sidecar)."""
+    return "DoRA" if config.get("use_dora") else "LoRA"
+

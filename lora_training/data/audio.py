@@ -23,6 +23,9 @@ SAMPLE_RATE = 16000
 # past its trained context, so longer clips must be chunked (max_seconds=None) instead.
 MIN_SECONDS = 0.3
 MAX_SECONDS = 30.0
+# Energy is measured on 25 ms frames every 10 ms, the usual speech-analysis grid.
+FRAME = SAMPLE_RATE * 25 // 1000
+HOP = SAMPLE_RATE // 100
 
 
 def _require_file(path: Path) -> None:
@@ -115,6 +118,29 @@ class AudioCache:
             while len(self._entries) > self.max_items:
                 self._entries.popitem(last=False)
         return samples
+
+
+def frame_energy(samples: np.ndarray, *, smooth_frames: int = 1) -> np.ndarray:
+    """Mean square of each FRAME-sample frame every HOP samples (one frame for clips shorter than a frame).
+
+    `smooth_frames` > 1 averages each value with its neighbours (a centred moving average), so
+    one quiet sample inside a word is not a pause. Float64 prefix sums: one pass, no frame copies.
+    """
+    x = np.asarray(samples, dtype=np.float64)
+    n = max(1, 1 + (len(x) - FRAME) // HOP)
+    squares = np.concatenate([[0.0], np.cumsum(x**2)])
+    starts = np.arange(n) * HOP
+    ends = np.minimum(starts + FRAME, len(x))
+    energy = (squares[ends] - squares[starts]) / np.maximum(ends - starts, 1)
+    if smooth_frames > 1:
+        energy = np.convolve(energy, np.ones(smooth_frames) / smooth_frames, mode="same")
+    return energy
+
+
+def normalize_audio(audio: np.ndarray) -> np.ndarray:
+    """Zero mean and unit variance, as Wav2Vec2-style feature extractors do under `do_normalize`
+    (off for Moonshine); the 1e-7 is theirs too, so results match the extractor's."""
+    return (audio - audio.mean()) / np.sqrt(audio.var() + 1e-7)
 
 
 def write_wav(path: str | os.PathLike, samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> Path:

@@ -11,13 +11,16 @@ import hashlib
 import json
 import math
 import os
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 from lora_training.atomic import atomic_write_text
 from lora_training.data.audio import MAX_SECONDS, MIN_SECONDS, audio_duration
-from lora_training.errors import AudioError, ManifestError
+from lora_training.errors import AudioError, LoraTrainingError, ManifestError
+
+if TYPE_CHECKING:
+    from lora_training.config import ExperimentConfig
 
 SOURCES = ("real", "synthetic")
 
@@ -172,6 +175,40 @@ def save_manifest(path: str | os.PathLike, utterances: Iterable[Utterance]) -> P
     return atomic_write_text(path, "".join(lines))
 
 
+def load_manifests(cfg: ExperimentConfig) -> dict[str, list[Utterance]]:
+    """Every manifest of the config by field name (train_manifest, eval_manifest and, when
+    set, replay_manifest), validated with audio paths checked; all problems in one error."""
+    problems: list[str] = []
+    loaded: dict[str, list[Utterance]] = {}
+    for name in ("train_manifest", "eval_manifest", "replay_manifest"):
+        path = getattr(cfg, name)
+        if not path:
+            continue
+        try:
+            loaded[name] = load_manifest(path)
+        except LoraTrainingError as e:
+            problems.append(str(e))
+    if problems:
+        raise LoraTrainingError("\n".join(problems))
+    return loaded
+
+
+def total_seconds(utterances: Iterable[Utterance], *, read_audio: bool = True) -> float:
+    """Summed clip length: each `duration` field, else the audio file's header.
+
+    With `read_audio=False` a clip without `duration` counts as 0 s and no file is opened
+    (for manifests whose audio may be absent); callers that must say "partial" count
+    `u.duration is None` themselves. A header that cannot be read raises AudioError.
+    """
+    return sum((_seconds(u, read_audio) for u in utterances), 0.0)
+
+
+def _seconds(utt: Utterance, read_audio: bool) -> float:
+    if utt.duration is not None:
+        return utt.duration
+    return audio_duration(utt.audio) if read_audio else 0.0
+
+
 def manifest_hash(path: str | os.PathLike) -> str:
     """sha256 of the manifest bytes, so an adapter's sidecar can say exactly what it was trained on."""
     path = Path(path)
@@ -197,7 +234,8 @@ def validate_manifests(paths: Iterable[str | os.PathLike]) -> list[dict[str, Any
             result["problems"] = e.problems
             results.append(result)
             continue
-        seconds = 0.0
+        # Lengths come from the headers, not the `duration` fields: the files are what is checked.
+        measured: list[Utterance] = []
         for utt in utterances:
             where = f"{path}: utterance {utt.id}"
             try:
@@ -210,7 +248,8 @@ def validate_manifests(paths: Iterable[str | os.PathLike]) -> list[dict[str, Any
                     f"{where}: clip length out of range, expected {MIN_SECONDS:g}-{MAX_SECONDS:g} s, "
                     f"got {duration:.2f} s ({utt.audio})"
                 )
-            seconds += duration
-        result.update(ok=not result["problems"], utterances=len(utterances), hours=seconds / 3600)
+            measured.append(replace(utt, duration=duration))
+        hours = total_seconds(measured) / 3600
+        result.update(ok=not result["problems"], utterances=len(utterances), hours=hours)
         results.append(result)
     return results

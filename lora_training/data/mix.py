@@ -10,16 +10,15 @@ the report can still tell the two apart.
 from __future__ import annotations
 
 import math
-import os
 import random
 from collections import Counter
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from lora_training.data.audio import audio_duration
-from lora_training.data.manifest import SOURCES, Utterance, load_manifest, save_manifest
+from lora_training.data.manifest import SOURCES, Utterance, load_manifest, save_manifest, total_seconds
 from lora_training.errors import ConfigError, ManifestError
+from lora_training.options import option
 
 
 @dataclass(frozen=True)
@@ -91,20 +90,28 @@ def parse_ratio(spec: str) -> dict[str, float]:
     return ratio
 
 
-def mix_manifests(
-    inputs: list[str],
-    output: str | os.PathLike,
-    *,
-    ratio: dict[str, float] | None = None,
-    upsample_real: int = 1,
-    default_source: str | None = None,
-    seed: int = 0,
-) -> MixSummary:
+@dataclass
+class MixOptions:
+    inputs: list[str] = option([], "manifests to mix; SOURCE=PATH (real=... or synthetic=...) names the source of "
+                                   "rows without one", positional=True, nargs="+", metavar="MANIFEST")
+    output: str = option("data/mixed_train.jsonl", "mixed manifest to write")
+    ratio: str | dict | None = option(None, "rows per source in proportion, e.g. real=1,synthetic=3 (the source in "
+                                            "excess is sampled down); None: every row once", metavar="SOURCE=W,...")
+    upsample_real: int = option(1, "repeat real rows N times before the ratio", metavar="N")
+    default_source: str | None = option(None, "source of rows that have none and whose manifest was not named "
+                                              "SOURCE=PATH", choices=SOURCES)
+    seed: int = option(0, "random seed of sampling and shuffle")
+
+
+def mix_manifests(options: MixOptions) -> MixSummary:
     """Write one shuffled manifest from `inputs` (paths or `SOURCE=PATH`) and describe it.
 
     Relative audio paths are rewritten against the output's folder; ids that occur in more than
     one input get their manifest's name as a prefix, and repeats of a row get `~2`, `~3`….
     """
+    inputs, output, upsample_real = options.inputs, options.output, options.upsample_real
+    default_source, seed = options.default_source, options.seed
+    ratio = parse_ratio(options.ratio) if isinstance(options.ratio, str) else options.ratio
     if upsample_real < 1:
         raise ConfigError(f"upsample_real: expected a whole number >= 1, got {upsample_real}")
     if default_source is not None and default_source not in SOURCES:
@@ -140,7 +147,7 @@ def mix_manifests(
             available=len(rows),
             selected=len(chosen),
             distinct=len({u.audio for u in chosen}),
-            hours=sum(_seconds(u) for u in chosen) / 3600,
+            hours=total_seconds(chosen) / 3600,
         ))
     return MixSummary(
         output=str(output), seed=seed, ratio=ratio, upsample_real=upsample_real, utterances=len(mixed),
@@ -209,7 +216,3 @@ def _take(rows: list[Utterance], count: int, rng: random.Random) -> list[Utteran
 
 def _copy(utt: Utterance, number: int) -> Utterance:
     return utt if number == 1 else replace(utt, id=f"{utt.id}~{number}")
-
-
-def _seconds(utt: Utterance) -> float:
-    return utt.duration if utt.duration is not None else audio_duration(utt.audio)

@@ -13,11 +13,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from lora_training.data.audio import MAX_SECONDS, MIN_SECONDS, SAMPLE_RATE
-
-# Speech activity is judged on 25 ms frames every 10 ms, the usual speech-analysis grid.
-_FRAME = SAMPLE_RATE * 25 // 1000
-_HOP = SAMPLE_RATE // 100
+from lora_training.data.audio import FRAME, HOP, MAX_SECONDS, MIN_SECONDS, SAMPLE_RATE, frame_energy
 
 
 @dataclass(frozen=True)
@@ -73,16 +69,6 @@ def dbfs(value: float) -> float:
     return 20 * math.log10(value) if value > 0 else -math.inf
 
 
-def _frame_rms(samples: np.ndarray) -> np.ndarray:
-    """RMS of each 25 ms frame every 10 ms (one frame for clips shorter than a frame)."""
-    x = np.asarray(samples, dtype=np.float64)
-    n = max(1, 1 + (len(x) - _FRAME) // _HOP)
-    squares = np.concatenate([[0.0], np.cumsum(x**2)])
-    starts = np.arange(n) * _HOP
-    ends = np.minimum(starts + _FRAME, len(x))
-    return np.sqrt((squares[ends] - squares[starts]) / np.maximum(ends - starts, 1))
-
-
 def measure(samples: np.ndarray, thresholds: Thresholds = Thresholds()) -> Levels:
     """Peak, speech RMS, clipped share and the silence before and after speech."""
     x = np.asarray(samples, dtype=np.float32)
@@ -91,14 +77,15 @@ def measure(samples: np.ndarray, thresholds: Thresholds = Thresholds()) -> Level
         return Levels(seconds=0.0, peak=0.0, speech_rms=0.0, clipped_fraction=0.0, lead=None, trail=None)
     magnitude = np.abs(x)
     peak = float(magnitude.max())
-    rms = _frame_rms(x)
+    # Speech activity is judged on the RMS of 25 ms frames every 10 ms, the usual speech-analysis grid.
+    rms = np.sqrt(frame_energy(x))
     speech = np.flatnonzero(rms >= max(thresholds.speech_floor, thresholds.speech_relative * rms.max()))
     if len(speech) == 0:
         lead = trail = None
         speech_rms = 0.0
     else:
-        lead = speech[0] * _HOP / SAMPLE_RATE
-        trail = max(0.0, seconds - (speech[-1] * _HOP + _FRAME) / SAMPLE_RATE)
+        lead = speech[0] * HOP / SAMPLE_RATE
+        trail = max(0.0, seconds - (speech[-1] * HOP + FRAME) / SAMPLE_RATE)
         speech_rms = float(np.sqrt(np.mean(rms[speech] ** 2)))
     return Levels(
         seconds=seconds,

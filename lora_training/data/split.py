@@ -12,9 +12,9 @@ import unicodedata
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from lora_training.data.audio import audio_duration
-from lora_training.data.manifest import Utterance, load_manifest, save_manifest
+from lora_training.data.manifest import Utterance, load_manifest, save_manifest, total_seconds
 from lora_training.errors import ConfigError
+from lora_training.options import option
 
 MIN_UTTERANCES = 5
 
@@ -73,21 +73,26 @@ class SplitSummary:
 
 
 def _hours(utterances: list[Utterance]) -> float:
-    return sum(u.duration if u.duration is not None else audio_duration(u.audio) for u in utterances) / 3600
+    return total_seconds(utterances) / 3600
 
 
 def _terms(utterances: list[Utterance]) -> set[str]:
     return {t for u in utterances for t in (u.terms or ())}
 
 
-def split_dataset(
-    input: str | os.PathLike,
-    train_out: str | os.PathLike,
-    eval_out: str | os.PathLike,
-    eval_fraction: float = 0.2,
-    seed: int = 42,
-) -> SplitSummary:
+@dataclass
+class SplitOptions:
+    input: str = option("data/my_voice_all.jsonl", "manifest to split")
+    train_out: str = option("data/my_voice_train.jsonl", "train manifest to write")
+    eval_out: str = option("data/my_voice_eval.jsonl", "eval manifest to write")
+    eval_fraction: float = option(0.2, "share of utterances for eval")
+    seed: int = option(42, "random seed (same seed, same split)")
+
+
+def split_dataset(options: SplitOptions) -> SplitSummary:
     """Split `input` into two manifests by sentence group; deterministic for a given seed."""
+    input, train_out, eval_out = options.input, options.train_out, options.eval_out
+    eval_fraction, seed = options.eval_fraction, options.seed
     if not (isinstance(eval_fraction, (int, float)) and 0 < eval_fraction < 1):
         raise ConfigError(
             f"eval_fraction: out of range, expected a number strictly between 0 and 1, got {eval_fraction!r}"

@@ -16,47 +16,46 @@ import contextlib
 import dataclasses
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from lora_training.config import adapter_kind
+from lora_training.defaults import DECODE_BATCH_SIZE, DEVICES, MAX_CHUNK_SECONDS, MODEL_REFERENCE_HELP, default_model
 from lora_training.errors import ConfigError, LoraTrainingError
+from lora_training.options import option
+from lora_training.runs.results import SCHEMA_VERSION, SYSTEMS, write_results
 
-SCHEMA_VERSION = 1
-# What `evaluate NAME` writes into outputs/NAME/, and `report` / `compare` read.
-RESULTS_FILE = "eval_results.json"
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
-EMBEDDED_DEFAULT = "embedded:moonshine-base"
 BUILTIN = "builtin"
-SYSTEMS = ("baseline", "adapter")
-
-
-def _f(default, help: str, **kw):
-    if isinstance(default, list):
-        return field(default_factory=list, metadata={"help": help, **kw})
-    return field(default=default, metadata={"help": help, **kw})
 
 
 @dataclass
 class EvalOptions:
-    model_id: str | None = _f(None, "base model: hub id, local folder or embedded:moonshine-base "
-                                    "(default: the adapter's base model, else embedded:moonshine-base)")
-    adapter_dir: str | None = _f(None, "adapter folder to evaluate against the base model (merged for inference)")
-    manifest: str | None = _f(None, "manifest (JSONL) to transcribe and score")
-    audio: list[str] = _f([], "audio file(s) or folder(s) to transcribe without references")
-    output: str | None = _f(None, "write the result JSON here")
-    baseline: bool = _f(True, "also transcribe with the base model alone (with an adapter)")
-    vocabulary: str | None = _f(None, "vocabulary file: term recall in references without `terms`, and false alarms")
-    safety_manifest: str | None = _f(None, "general-domain manifest for the safety WER, or 'builtin'")
-    safety_budget: float = _f(1.0, "largest allowed safety WER increase of the adapter, in WER points")
-    safety_max_utterances: int = _f(0, "use at most N evenly spaced safety clips (0: all)")
-    # The same defaults as transcribe.DEFAULT_BATCH_SIZE / MAX_CHUNK_SECONDS (a test keeps them equal);
-    # not imported, because transcribe pulls numpy and audio libraries into every CLI start.
-    batch_size: int = _f(32, "clips decoded together (encoded in tight length buckets first)")
-    max_chunk_seconds: float = _f(20.0, "clips longer than this are cut at quiet points and the texts joined")
-    num_threads: int = _f(0, "torch CPU threads (0: all cores, at most 8)")
-    device: str = _f("auto", "compute device (auto: cuda when available, else cpu)", choices=("auto", "cpu", "cuda"))
+    model_id: str | None = option(None, f"base model: {MODEL_REFERENCE_HELP} (default: the adapter's base model, "
+                                        f"else {default_model('transcribe')})")
+    adapter_dir: str | None = option(None, "adapter folder to evaluate against the base model (merged for inference)",
+                                     metavar="DIR")
+    manifest: str | None = option(None, "manifest (JSONL) to transcribe and score (or --audio)", metavar="PATH")
+    audio: list[str] = option([], "audio file(s) or folder(s) to transcribe without references (or --manifest)",
+                              nargs="+", metavar="PATH")
+    output: str | None = option(None, "write the result JSON here", metavar="JSON")
+    baseline: bool = option(True, "with --adapter-dir, skip the base model on the main set (the safety set still "
+                                  "runs both)", flag="--no-baseline")
+    vocabulary: str | None = option(None, "vocabulary file: term recall in references without `terms`, and false "
+                                          "alarms", metavar="FILE")
+    safety_manifest: str | None = option(None, "general-domain manifest for the safety WER, or 'builtin' (real "
+                                               "English speech from Debian packages); None: no safety set",
+                                         flag="--safety-manifest --safety", metavar="PATH|builtin")
+    safety_budget: float = option(1.0, "largest allowed safety WER increase of the adapter, in WER points",
+                                  metavar="POINTS")
+    safety_max_utterances: int = option(0, "use at most N evenly spaced safety clips (0: all)", metavar="N")
+    batch_size: int = option(DECODE_BATCH_SIZE, "clips decoded together (encoded in tight length buckets first)")
+    max_chunk_seconds: float = option(MAX_CHUNK_SECONDS, "clips longer than this are cut at quiet points and the "
+                                                         "texts joined")
+    num_threads: int = option(0, "torch CPU threads (0: all cores, at most 8)")
+    device: str = option("auto", "compute device (auto: cuda when available, else cpu)", choices=DEVICES)
 
     def __post_init__(self) -> None:
         problems = []
@@ -75,15 +74,10 @@ class EvalOptions:
         if not 1.0 <= self.max_chunk_seconds <= 30.0:
             problems.append(f"max_chunk_seconds: expected 1-30 s (Moonshine's decoder has 194 positions), "
                             f"got {self.max_chunk_seconds!r}")
-        if self.device not in ("auto", "cpu", "cuda"):
-            problems.append(f"device: expected auto, cpu or cuda, got {self.device!r}")
+        if self.device not in DEVICES:
+            problems.append(f"device: expected one of {', '.join(DEVICES)}, got {self.device!r}")
         if problems:
             raise ConfigError("invalid evaluation options: " + "; ".join(problems))
-
-
-def option_fields() -> list[dataclasses.Field]:
-    """The fields in declaration order, for the CLI to take help texts and defaults from."""
-    return list(dataclasses.fields(EvalOptions))
 
 
 @dataclass
@@ -201,7 +195,7 @@ def run_evaluation(options: EvalOptions, *, progress: bool = False) -> dict[str,
 
     # Cheap checks and decoding first: a wrong path fails before a model is loaded.
     sidecar = _sidecar(options.adapter_dir)
-    model_id = options.model_id or (sidecar or {}).get("base_model") or EMBEDDED_DEFAULT
+    model_id = options.model_id or (sidecar or {}).get("base_model") or default_model("transcribe")
     clips = manifest_clips(options.manifest) if options.manifest else audio_clips(options.audio)
     vocabulary = _vocabulary(options.vocabulary)
     seen_terms = sorted(sidecar.get("train_terms") or []) if sidecar else None
@@ -253,9 +247,7 @@ def run_evaluation(options: EvalOptions, *, progress: bool = False) -> dict[str,
     }
     result["status"] = _status(result)
     if options.output:
-        from lora_training.atomic import atomic_write_json
-
-        atomic_write_json(options.output, result)
+        write_results(options.output, result)
     return result
 
 
@@ -270,37 +262,28 @@ def _sidecar(adapter_dir: str | None) -> dict[str, Any] | None:
 def _vocabulary(path: str | None) -> list[str] | None:
     if not path:
         return None
-    from lora_training.synth.vocabulary import load_vocabulary
+    from lora_training.data.vocabulary import load_vocabulary
 
     return load_vocabulary(path).written_forms()
 
 
 def _load_model(model_id: str, options: EvalOptions, timing: dict[str, Any]):
-    import torch
-
     from lora_training.models.registry import resolve_model
+    from lora_training.models.runtime import pick_device, set_threads
 
-    torch.set_num_threads(options.num_threads or min(os.cpu_count() or 1, 8))
-    device = options.device
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    set_threads(options.num_threads)
     start = time.perf_counter()
-    model, processor = resolve_model(model_id, device=device)
+    model, processor = resolve_model(model_id, device=pick_device(options.device))
     timing["load_seconds"] = round(time.perf_counter() - start, 3)
     return model, processor
 
 
 def _attach_adapter(model, adapter_dir: str, model_id: str, timing: dict[str, Any]):
     """The PEFT model (refused on a different base model); with `disable_adapter()` it is the base model."""
-    import warnings
-
     from lora_training.models.adapters import load_adapter
 
     start = time.perf_counter()
-    with warnings.catch_warnings():
-        # peft asks transformers about gradient checkpointing through a deprecated name; not ours to fix.
-        warnings.filterwarnings("ignore", category=FutureWarning, message=".*is_gradient_checkpointing.*")
-        peft_model = load_adapter(model, adapter_dir, base_model=model_id)
+    peft_model = load_adapter(model, adapter_dir, base_model=model_id)
     timing["adapter_load_seconds"] = round(time.perf_counter() - start, 3)
     return peft_model.eval()
 
@@ -321,7 +304,7 @@ def _model_block(model_id: str, adapter_dir: str | None, sidecar: dict | None) -
         config = sidecar.get("config") or {}
         block["adapter"] = {
             "base_model": sidecar.get("base_model"), "step": sidecar.get("step"), "best": sidecar.get("best"),
-            "kind": "DoRA" if config.get("use_dora") else "LoRA", "r": config.get("lora_r"),
+            "kind": adapter_kind(config), "r": config.get("lora_r"),
             "alpha": config.get("lora_alpha"), "sites": config.get("adapter_sites"),
             "train_terms": len(sidecar.get("train_terms") or []),
         }

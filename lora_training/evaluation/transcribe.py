@@ -9,25 +9,25 @@ Why it is faster than `model.generate` over padded batches (benchmarks/transcrib
   keys and values are computed once per clip, inside its tight encoder bucket;
 - a clip leaves the batch as soon as it emits EOS or reaches its own token budget (from its
   duration), so no step is spent on finished rows and no padding exists on the decoder side;
-- attention heads are not zero-padded from 52 to 56 dimensions (see `_unpadded_heads`).
+- attention heads are not zero-padded from 52 to 56 dimensions (see `moonshine_ops.unpadded_heads`).
 
 Every one of these keeps the tokens identical to `generate` on each clip alone (tests check it);
 int8 dynamic quantisation is not used: it was 2x faster but changed 7-9 of 22 benchmark transcripts.
 
 Moonshine's decoder has 194 positions, so clips longer than `max_chunk_seconds` are cut at
 their quietest points into chunks, which are decoded like any other clip and joined again.
+
+The Moonshine internals behind the encoding and decoding live in `models/moonshine_ops.py`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
-from lora_training.data.audio import SAMPLE_RATE
+from lora_training.data.audio import FRAME, HOP, SAMPLE_RATE, frame_energy
+from lora_training.models.moonshine_ops import Encoded, decode_states, encode_clips, unpadded_heads
 
 # Rows decoded together: the decoder's per-step cost is mostly reading weights, which rows share.
 DEFAULT_BATCH_SIZE = 32
@@ -38,9 +38,8 @@ MAX_CHUNK_SECONDS = 20.0
 MAX_PADDING = 0.05
 # A bucket holds at most this much audio: its cross-attention cache is ~1.3 MB per second.
 MAX_BUCKET_SECONDS = 240.0
-# Energy frames used to find quiet points: 25 ms windows every 10 ms, smoothed over 200 ms.
-_FRAME = SAMPLE_RATE * 25 // 1000
-_HOP = SAMPLE_RATE // 100
+# Quiet points are found on the energy of 25 ms frames every 10 ms (FRAME, HOP), averaged over
+# 200 ms so that one quiet sample inside a word is not a pause.
 _SMOOTH_FRAMES = 20
 
 
@@ -65,27 +64,17 @@ def quiet_split(audio: np.ndarray, max_seconds: float = MAX_CHUNK_SECONDS) -> li
         raise ValueError(f"quiet_split: max_seconds, expected > 0, got {max_seconds}")
     if len(audio) <= limit:
         return [(0, len(audio))]
-    energy = _smoothed_energy(audio)
+    energy = frame_energy(audio, smooth_frames=_SMOOTH_FRAMES)
     spans = []
     start = 0
     while len(audio) - start > limit:
-        lo = (start + limit // 2) // _HOP
-        hi = max(lo + 1, (start + limit - _FRAME) // _HOP)
-        cut = (lo + int(np.argmin(energy[lo:hi]))) * _HOP + _FRAME // 2
+        lo = (start + limit // 2) // HOP
+        hi = max(lo + 1, (start + limit - FRAME) // HOP)
+        cut = (lo + int(np.argmin(energy[lo:hi]))) * HOP + FRAME // 2
         spans.append((start, cut))
         start = cut
     spans.append((start, len(audio)))
     return spans
-
-
-def _smoothed_energy(audio: np.ndarray) -> np.ndarray:
-    """Mean square per 10 ms hop, averaged over 200 ms, so one quiet sample inside a word is not a pause."""
-    n = max(1, 1 + (len(audio) - _FRAME) // _HOP)
-    squares = np.concatenate([[0.0], np.cumsum(np.asarray(audio, dtype=np.float64) ** 2)])
-    starts = np.arange(n) * _HOP
-    frame = (squares[np.minimum(starts + _FRAME, len(audio))] - squares[starts]) / _FRAME
-    kernel = np.ones(_SMOOTH_FRAMES) / _SMOOTH_FRAMES
-    return np.convolve(frame, kernel, mode="same")
 
 
 def length_buckets(lengths: list[int], max_batch: int, *, max_padding: float = MAX_PADDING,
@@ -110,144 +99,6 @@ def length_buckets(lengths: list[int], max_batch: int, *, max_padding: float = M
     if batch:
         batches.append(batch)
     return batches
-
-
-@dataclass
-class Encoded:
-    """One clip after the encoder: its states, and every decoder layer's cross-attention keys and values.
-
-    The keys and values are computed here, on the tight encoder bucket, rather than by the
-    decoder's first step on a padded decoding group: they are half of all decoder work.
-    """
-
-    states: Any  # frames × hidden
-    cross: list[tuple[Any, Any]]  # per decoder layer: keys, values (heads × frames × head_dim)
-
-    def __len__(self) -> int:
-        return self.states.shape[0]
-
-
-def encode_clips(model, audios: list[np.ndarray], *, normalize: bool = False) -> list[Encoded]:
-    """Each clip encoded (unpadded results), computed as one batch.
-
-    Moonshine's GroupNorm normalises over time as well as channels, so zero padding shifts the
-    statistics of the whole clip and changes its transcript (4 of 22 test clips at 10% padding).
-    The convolutional stem therefore runs on each clip unpadded; only its output is padded, and
-    the transformer layers, which work per frame apart from masked attention, run batched.
-    """
-    import torch
-    from transformers.masking_utils import create_bidirectional_mask
-
-    from lora_training.training.collate import pad_encoder_states
-
-    encoder = model.get_encoder()
-    param = next(encoder.parameters())
-    stems = []
-    for audio in audios:
-        if normalize:
-            audio = (audio - audio.mean()) / np.sqrt(audio.var() + 1e-7)
-        x = torch.tensor(audio, dtype=param.dtype, device=param.device)[None, None]  # a copy: cached audio is read-only
-        x = encoder.groupnorm(torch.tanh(encoder.conv1(x)))
-        x = torch.nn.functional.gelu(encoder.conv3(torch.nn.functional.gelu(encoder.conv2(x))))
-        stems.append(x[0].transpose(0, 1))
-    hidden, mask = pad_encoder_states(stems)
-    attention = None
-    if any(len(s) < hidden.shape[1] for s in stems):
-        attention = create_bidirectional_mask(config=encoder.config, inputs_embeds=hidden,
-                                              attention_mask=mask.to(hidden.device), encoder_hidden_states=hidden)
-    positions = torch.arange(hidden.shape[1], device=hidden.device)[None]
-    rotary = encoder.rotary_emb(hidden, position_ids=positions)
-    for layer in encoder.layers:
-        hidden = layer(hidden, attention_mask=attention, position_ids=positions, position_embeddings=rotary)
-    hidden = encoder.layer_norm(hidden)
-    cross = []
-    for layer in model.get_decoder().layers:
-        attn = layer.encoder_attn
-        shape = (hidden.shape[0], hidden.shape[1], attn.config.num_key_value_heads, attn.head_dim)
-        cross.append((attn.k_proj(hidden).view(shape).transpose(1, 2), attn.v_proj(hidden).view(shape).transpose(1, 2)))
-    return [Encoded(hidden[i, :n], [(k[i, :, :n], v[i, :, :n]) for k, v in cross])
-            for i, n in enumerate(len(s) for s in stems)]
-
-
-def _cross_attention_cache(model, clips: list[Encoded]):
-    """A decoder cache whose cross-attention part already holds the clips' keys and values, padded."""
-    from transformers.cache_utils import DynamicCache, EncoderDecoderCache
-
-    cache = EncoderDecoderCache(DynamicCache(config=model.config), DynamicCache(config=model.config))
-    frames = max(len(c) for c in clips)
-    for layer, (k0, _) in enumerate(clips[0].cross):
-        keys = k0.new_zeros((len(clips), k0.shape[0], frames, k0.shape[2]))
-        values = keys.clone()
-        for row, clip in enumerate(clips):
-            keys[row, :, : len(clip)], values[row, :, : len(clip)] = clip.cross[layer]
-        cache.cross_attention_cache.update(keys, values, layer)
-        cache.is_updated[layer] = True  # the attention layers then read these instead of projecting
-    return cache
-
-
-def decode_states(model, clips: list[Encoded], budgets: list[int]) -> list[list[int]]:
-    """Greedy token ids (no start token, no EOS) for encoded clips, decoded together.
-
-    The same tokens as `model.generate(..., do_sample=False, num_beams=1, max_new_tokens=budget)`
-    on each clip alone, but rows share the decoder passes while they are unfinished. Rows need
-    not be of similar length: padded frames are masked, and a step's cost is mostly reading the
-    weights that every row shares.
-    """
-    import torch
-
-    from lora_training.training.collate import pad_encoder_states
-
-    config = model.config
-    hidden, encoder_mask = pad_encoder_states([c.states for c in clips])
-    device = hidden.device
-    encoder_mask = encoder_mask.to(device) if any(len(c) < hidden.shape[1] for c in clips) else None
-    decoder = model.get_decoder()
-    head = model.get_output_embeddings()
-    cache = _cross_attention_cache(model, clips)
-    rows = list(range(len(clips)))
-    tokens = torch.full((len(rows), 1), config.decoder_start_token_id, dtype=torch.long, device=device)
-    out: list[list[int]] = [[] for _ in rows]
-    while rows:
-        state = decoder(input_ids=tokens, encoder_hidden_states=hidden, encoder_attention_mask=encoder_mask,
-                        past_key_values=cache, use_cache=True).last_hidden_state
-        next_ids = head(state[:, -1]).argmax(-1)
-        keep = []
-        for j, (row, token) in enumerate(zip(rows, next_ids.tolist())):
-            if token == config.eos_token_id:
-                continue
-            out[row].append(token)
-            if len(out[row]) < budgets[row]:
-                keep.append(j)
-        if len(keep) < len(rows):
-            if not keep:
-                break
-            index = torch.tensor(keep, device=device)
-            cache.batch_select_indices(index)
-            hidden = hidden[index]
-            encoder_mask = encoder_mask[index] if encoder_mask is not None else None
-            next_ids = next_ids[index]
-            rows = [rows[j] for j in keep]
-        tokens = next_ids[:, None]
-    return out
-
-
-@contextmanager
-def _unpadded_heads(model) -> Iterator[None]:
-    """Switch off Moonshine's head-dimension padding (52 -> 56, for ONNX and flash kernels) while decoding.
-
-    The padding copies q, k and v, including the whole cross-attention cache, at every decoder
-    step: ~7-15% of CPU decoding time. Zeros add nothing to q·k and are sliced off the output,
-    so the result is the same without them (identical tokens on 44 test clips).
-    """
-    modules = [m for m in model.modules() if getattr(m, "head_dim_padding", 0)]
-    saved = [m.head_dim_padding for m in modules]
-    for m in modules:
-        m.head_dim_padding = 0
-    try:
-        yield
-    finally:
-        for m, padding in zip(modules, saved):
-            m.head_dim_padding = padding
 
 
 def transcribe_clips(model, processor, audios: list[np.ndarray], *, batch_size: int = DEFAULT_BATCH_SIZE,
@@ -296,7 +147,7 @@ def transcribe_clips(model, processor, audios: list[np.ndarray], *, batch_size: 
     was_training = model.training
     model.eval()
     try:
-        with torch.inference_mode(), _unpadded_heads(model):
+        with torch.inference_mode(), unpadded_heads(model):
             pending: list[int] = []
             for bucket in length_buckets(lengths, batch_size):
                 _guarded(lambda b: encode_clips(model, [chunks[i] for i in b], normalize=normalize),

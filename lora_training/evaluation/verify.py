@@ -13,9 +13,12 @@ said, not how it was formatted.
 from __future__ import annotations
 
 import os
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
+
+from lora_training.defaults import default_model, model_help
+from lora_training.options import option
 
 if TYPE_CHECKING:
     import numpy as np
@@ -25,9 +28,8 @@ if TYPE_CHECKING:
 
     Transcriber = Callable[[list[np.ndarray]], list[str]]
 
-# The CLI reads these defaults while building its parser, so this module imports numpy and the
+# The CLI reads VerifyOptions while building its parser, so this module imports numpy and the
 # data layer only inside functions: `--help` and `status` stay instant.
-DEFAULT_MODEL = "embedded:moonshine-base"
 # Not yet measured on real recordings. Another sentence than the prompt scores ~1.0. espeak-ng
 # reading 14 generated prompts (a harder speaker than a person) scored 0.09-0.75, median 0.44,
 # on moonshine-base; the three above 0.6 were short sentences whose one term was garbled.
@@ -86,16 +88,17 @@ def check_utterances(
     return rows
 
 
-def verify_manifest(
-    manifest: str | os.PathLike,
-    *,
-    model_id: str = DEFAULT_MODEL,
-    max_wer: float = DEFAULT_MAX_WER,
-    thresholds: Thresholds | None = None,
-    report_path: str | os.PathLike | None = None,
-    drop: bool = False,
-    output: str | os.PathLike | None = None,
-) -> dict:
+@dataclass
+class VerifyOptions:
+    manifest: str = option(None, "manifest to check", positional=True)
+    model_id: str = option(default_model("verify"), model_help("verify", "baseline model that transcribes each clip"))
+    max_wer: float = option(DEFAULT_MAX_WER, "flag clips whose transcript is further than this WER from the prompt")
+    report: str | None = option(None, "JSON report to write; None: NAME.verify.json beside the manifest")
+    drop: bool = option(False, "also write a manifest without the flagged clips")
+    output: str | None = option(None, "clean manifest for --drop; None: NAME.clean.jsonl beside the manifest")
+
+
+def verify_manifest(options: VerifyOptions, *, thresholds: Thresholds | None = None) -> dict:
     """Check every clip, write the JSON report and, with `drop`, a manifest without the flagged ones."""
     from lora_training.atomic import atomic_write_json
     from lora_training.data.manifest import load_manifest, save_manifest
@@ -105,6 +108,10 @@ def verify_manifest(
     from lora_training.models.registry import resolve_model
 
     thresholds = thresholds or Thresholds()
+    manifest, model_id, max_wer, drop = options.manifest, options.model_id, options.max_wer, options.drop
+    report_path, output = options.report, options.output
+    manifest, model_id, max_wer, drop = options.manifest, options.model_id, options.max_wer, options.drop
+    report_path, output = options.report, options.output
 
     default_report, default_clean = default_paths(manifest)
     report_path = Path(report_path) if report_path is not None else default_report

@@ -15,6 +15,8 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
+from lora_training.formatting import hms, percent
+
 # (label, metric name, lower is better, as a percentage)
 _ROWS = (
     ("WER", "wer", True, True),
@@ -29,18 +31,14 @@ _ROWS = (
 BETTER, WORSE = "green", "red"
 
 
-def _pct(value) -> str:
-    return "-" if value is None else f"{100 * value:.2f}%"
+def _value(value, is_pct: bool) -> str:
+    return percent(value) if is_pct else ("-" if value is None else str(value))
 
 
-def _value(value, percent: bool) -> str:
-    return _pct(value) if percent else ("-" if value is None else str(value))
-
-
-def _delta(delta, lower_is_better: bool, percent: bool) -> Text:
+def _delta(delta, lower_is_better: bool, is_pct: bool) -> Text:
     if delta is None:
         return Text("-")
-    shown = f"{100 * delta:+.2f} pts" if percent else f"{delta:+d}" if isinstance(delta, int) else f"{delta:+g}"
+    shown = f"{100 * delta:+.2f} pts" if is_pct else f"{delta:+d}" if isinstance(delta, int) else f"{delta:+g}"
     if delta == 0:
         return Text(shown, style="dim")
     return Text(shown, style=BETTER if (delta < 0) == lower_is_better else WORSE)
@@ -66,14 +64,14 @@ def summary_table(result: dict[str, Any]) -> Table:
     if both:
         table.add_column("change", justify="right")
     if any(summary.get(s) for s in systems):
-        for label, name, lower, percent in _ROWS:
+        for label, name, lower, is_pct in _ROWS:
             values = [metric(summary.get(s), name) for s in systems]
             if all(v is None for v in values):
                 continue
-            cells = [_value(v, percent) for v in values]
+            cells = [_value(v, is_pct) for v in values]
             if name.startswith("term_recall"):
                 cells = [f"{c} ({_hits(summary.get(s), name)})" if c != "-" else c for c, s in zip(cells, systems)]
-            extra = [_delta((summary["delta"] or {}).get(name), lower, percent)] if both else []
+            extra = [_delta((summary["delta"] or {}).get(name), lower, is_pct)] if both else []
             table.add_row(label, *cells, *extra)
     safety = result.get("safety")
     if safety:
@@ -83,7 +81,7 @@ def summary_table(result: dict[str, Any]) -> Table:
             d = safety["delta_wer_points"]
             extra = [Text("-") if d is None else
                      Text(f"{d:+.2f} pts", style=BETTER if d <= safety["budget_wer_points"] else WORSE)]
-        table.add_row(f"safety WER ({safety['n_utterances']} clips)", *[_pct(v) for v in values], *extra)
+        table.add_row(f"safety WER ({safety['n_utterances']} clips)", *[percent(v) for v in values], *extra)
     timing = result["timing"]
     table.add_row("real-time factor", *[_value((timing.get(s) or {}).get("rtf"), False) for s in systems],
                   *([Text("")] if both else []))
@@ -175,12 +173,12 @@ def _sample_header(row: dict[str, Any], systems: list[str]) -> Text:
             header.append("changed", style="yellow")
         header.append(f"  {row['id']}")
         if a["wer"] is not None:
-            header.append(f"  WER {_pct(b['wer'])} → {_pct(a['wer'])}")
+            header.append(f"  WER {percent(b['wer'])} → {percent(a['wer'])}")
         if a.get("looping"):
             header.append("  looping", style=WORSE)
     else:
         s = row[systems[0]]
-        header.append(f"{row['id']}  WER {_pct(s['wer'])}")
+        header.append(f"{row['id']}  WER {percent(s['wer'])}")
     return header
 
 
@@ -272,7 +270,7 @@ def compare_table(rows: list[dict[str, Any]]) -> Table:
     for r in rows:
         mark = "*" if r["source"] == "trainer" else ""
         is_best = r["best_wer"] is not None and r["best_wer"] == best
-        wer = Text(_pct(r["best_wer"]) + mark, style="bold" if is_best else "")
+        wer = Text(percent(r["best_wer"]) + mark, style="bold" if is_best else "")
         if r["safety_delta_points"] is None:
             safety = Text("-")
         else:
@@ -280,8 +278,6 @@ def compare_table(rows: list[dict[str, Any]]) -> Table:
         steps = f"{'-' if r['steps'] is None else r['steps']}/{r['max_steps']}"
         if r["phase"] != "completed":
             steps += f" {r['phase'] or '?'}"
-        seconds = None if r["train_seconds"] is None else int(r["train_seconds"])
-        time_text = "-" if seconds is None else f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
-        table.add_row(Text(r["name"]), r["adapter"], steps, time_text, _pct(r["baseline_wer"]), wer,
-                      _pct(r["term_recall"]), safety)
+        table.add_row(Text(r["name"]), r["adapter"], steps, hms(r["train_seconds"]), percent(r["baseline_wer"]), wer,
+                      percent(r["term_recall"]), safety)
     return table

@@ -23,14 +23,26 @@ from pathlib import Path
 from string import Template
 from typing import Any
 
+from lora_training.config import adapter_kind
 from lora_training.errors import LoraTrainingError
-from lora_training.evaluation.evaluate import RESULTS_FILE as EVAL_RESULTS
+from lora_training.formatting import hms, percent
+from lora_training.options import option
+from lora_training.runs import DEFAULT_OUTPUTS, RunDir, RunRef
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "docs" / "training_report.md"
-REPORT = "report.md"
-LOSS_PLOT = "loss.png"
-EVAL_PLOT = "eval.png"
 _MD_SPECIAL = str.maketrans({c: "\\" + c for c in "\\`*_[]<>|#~"})
+
+
+@dataclass
+class ReportOptions(RunRef):
+    template: str = option(str(TEMPLATE), "markdown template (a string.Template)")
+    samples: int = option(5, "most-changed samples in the report", metavar="N")
+
+
+@dataclass
+class CompareOptions:
+    names: list[str] = option([], "experiment names", positional=True, nargs="+", metavar="NAME")
+    outputs: str = option(DEFAULT_OUTPUTS, "folder holding experiment folders")
 
 
 @dataclass
@@ -43,6 +55,10 @@ class RunFiles:
     state: dict[str, Any]
     metrics: list[dict[str, Any]]
     eval_results: dict[str, Any] | None
+
+    @property
+    def folder(self) -> RunDir:
+        return RunDir(self.run_dir)
 
     @property
     def evals(self) -> list[dict[str, Any]]:
@@ -59,29 +75,13 @@ class RunFiles:
 
 def read_run(run_dir: str | os.PathLike) -> RunFiles:
     """Load a run folder; an error naming the file when config.json or a result is unusable."""
-    from lora_training.config import ExperimentConfig
-    from lora_training.evaluation.evaluate import SCHEMA_VERSION
-    from lora_training.training.metrics_log import read_metrics
-    from lora_training.training.state import read_state
+    from lora_training.runs.results import read_results
 
-    run_dir = Path(run_dir)
-    if not (run_dir / "config.json").is_file():
-        raise LoraTrainingError(f"{run_dir}: no experiment here, expected config.json from `just run-experiment`")
-    results = None
-    path = run_dir / EVAL_RESULTS
-    if path.is_file():
-        try:
-            results = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as e:
-            raise LoraTrainingError(f"{path}:{e.lineno}: invalid JSON ({e.msg}); "
-                                    f"rerun `just evaluate {run_dir.name}`") from e
-        if results.get("schema_version") != SCHEMA_VERSION:
-            raise LoraTrainingError(f"{path}: unsupported result, expected schema_version {SCHEMA_VERSION}, "
-                                    f"got {results.get('schema_version')!r}; rerun `just evaluate {run_dir.name}`")
-    return RunFiles(name=run_dir.name, run_dir=run_dir,
-                    config=ExperimentConfig.load(run_dir / "config.json").to_dict(),
-                    state=read_state(run_dir) or {}, metrics=read_metrics(run_dir / "metrics.jsonl"),
-                    eval_results=results)
+    run = RunDir(Path(run_dir))
+    config = run.load_config().to_dict()
+    results = read_results(run.eval_results, fix=f"rerun `just evaluate {run.name}`")
+    return RunFiles(name=run.name, run_dir=run.path, config=config, state=run.read_state() or {},
+                    metrics=run.read_metrics(), eval_results=results)
 
 
 # --- plots ------------------------------------------------------------------------------
@@ -100,8 +100,7 @@ def plot_curves(run: RunFiles) -> list[str]:
         ax.plot([r["step"] for r in train], [r["loss"] for r in train], color="tab:blue")
         ax.set(xlabel="step", ylabel="training loss", title=f"{run.name}: training loss")
         ax.grid(alpha=0.3)
-        atomic_write_bytes(run.run_dir / LOSS_PLOT, _png(fig))
-        written.append(LOSS_PLOT)
+        written.append(atomic_write_bytes(run.folder.plot("loss"), _png(fig)).name)
     evals = run.evals
     if evals:
         fig = Figure(figsize=(6.4, 3.4), layout="constrained")
@@ -118,8 +117,7 @@ def plot_curves(run: RunFiles) -> list[str]:
         ax.set(xlabel="step", ylabel="%", title=f"{run.name}: evaluation")
         ax.grid(alpha=0.3)
         ax.legend()
-        atomic_write_bytes(run.run_dir / EVAL_PLOT, _png(fig))
-        written.append(EVAL_PLOT)
+        written.append(atomic_write_bytes(run.folder.plot("eval"), _png(fig)).name)
     return written
 
 
@@ -136,7 +134,7 @@ def _md(text: Any) -> str:
 
 
 def _pct(value) -> str:
-    return "–" if value is None else f"{100 * value:.2f}%"
+    return percent(value, missing="–")
 
 
 def _pts(value) -> str:
@@ -151,7 +149,7 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
 
 def _objective(run: RunFiles) -> str:
     c = run.config
-    kind = "DoRA" if c["use_dora"] else "LoRA"
+    kind = adapter_kind(c)
     return (f"Personalise `{_md(c['model_id'])}` to one speaker's voice and vocabulary with a {kind} adapter "
             f"(r={c['lora_r']}, alpha={c['lora_alpha']}, {c['adapter_sites']} layers: "
             f"{', '.join(c['target_modules'])}): fewer word errors and exact jargon and symbols on the user's "
@@ -159,7 +157,7 @@ def _objective(run: RunFiles) -> str:
 
 
 def _manifest_row(label: str, path: str | None) -> list[str] | None:
-    from lora_training.data.manifest import load_manifest
+    from lora_training.data.manifest import load_manifest, total_seconds
 
     if not path:
         return None
@@ -167,8 +165,8 @@ def _manifest_row(label: str, path: str | None) -> list[str] | None:
         utts = load_manifest(path, check_audio=False)
     except LoraTrainingError as e:
         return [label, f"`{_md(path)}`", f"unreadable: {_md(str(e).splitlines()[0])}", "", "", ""]
-    known = [u.duration for u in utts if u.duration]
-    hours = f"{sum(known) / 3600:.2f}" + ("" if len(known) == len(utts) else " (partial)")
+    partial = any(u.duration is None for u in utts)
+    hours = f"{total_seconds(utts, read_audio=False) / 3600:.2f}" + (" (partial)" if partial else "")
     sources = Counter(u.source or "unknown" for u in utts)
     terms = len({t for u in utts for t in (u.terms or [])})
     mix = ", ".join(f"{k} {v}" for k, v in sorted(sources.items()))
@@ -193,15 +191,10 @@ def _config(run: RunFiles) -> str:
     rows = [[f"`{k}`", f"`{_md(json.dumps(v, ensure_ascii=False))}`"] for k, v in run.config.items()]
     s = run.state
     if s.get("started_at") and s.get("ended_at"):
-        rows.append(["wall time", _duration(s["ended_at"] - s["started_at"])])
+        rows.append(["wall time", hms(s["ended_at"] - s["started_at"])])
     rows.append(["outcome", f"{s.get('phase', 'unknown')} at step {s.get('step', '?')}"
                  + (" (early stop)" if s.get("early_stopped") else "")])
     return _table(["field", "value"], rows)
-
-
-def _duration(seconds: float) -> str:
-    seconds = int(seconds)
-    return f"{seconds // 3600:d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
 def _curves(run: RunFiles, plots: list[str]) -> str:
@@ -220,7 +213,7 @@ def _summaries(run: RunFiles) -> tuple[dict | None, dict | None, str]:
     """(baseline, adapter, where from): eval_results.json if present, else the trainer's evals."""
     if run.eval_results:
         s = run.eval_results["summary"]
-        return s.get("baseline"), s.get("adapter"), f"`{EVAL_RESULTS}` (best adapter on the eval manifest)"
+        return s.get("baseline"), s.get("adapter"), f"`{run.folder.eval_results.name}` (best adapter on the eval manifest)"
     best = run.best_eval
     return (run.baseline_eval, best,
             f"the trainer's evals (step 0 vs best step {best['step']}); run `just evaluate {run.name}` "
@@ -235,7 +228,7 @@ def _results(run: RunFiles) -> str:
         return f"No results yet: {source}."
     delta = deltas(baseline, adapter) or {}
     rows = []
-    for label, name, percent in (("WER", "wer", True), ("CER", "cer", True), ("term recall", "term_recall", True),
+    for label, name, is_pct in (("WER", "wer", True), ("CER", "cer", True), ("term recall", "term_recall", True),
                                  ("term recall, seen", "term_recall_seen", True),
                                  ("term recall, unseen", "term_recall_unseen", True),
                                  ("symbol accuracy", "symbol_accuracy", True), ("false alarms", "false_alarms", False),
@@ -243,8 +236,8 @@ def _results(run: RunFiles) -> str:
         b, a = metric(baseline, name), metric(adapter, name)
         if a is None and b is None:
             continue
-        fmt = _pct if percent else (lambda v: "–" if v is None else str(v))
-        change = _pts(delta.get(name)) if percent else ("–" if delta.get(name) is None else f"{delta[name]:+}")
+        fmt = _pct if is_pct else (lambda v: "–" if v is None else str(v))
+        change = _pts(delta.get(name)) if is_pct else ("–" if delta.get(name) is None else f"{delta[name]:+}")
         rows.append([label, fmt(b), fmt(a), change])
     return f"From {source}.\n\n" + _table(["metric", "baseline", "adapter", "change"], rows)
 
@@ -327,7 +320,7 @@ def conclusions(run: RunFiles) -> list[str]:
         out.append("No term recall: the eval manifest has no `terms` and no vocabulary was given.")
     looping = metric(adapter, "n_looping") or 0
     if looping > (metric(baseline, "n_looping") or 0):
-        out.append(f"The adapter loops on {looping} clip(s), more than the baseline: inspect them in {EVAL_RESULTS}.")
+        out.append(f"The adapter loops on {looping} clip(s), more than the baseline: inspect them in {run.folder.eval_results.name}.")
     safety = (run.eval_results or {}).get("safety")
     if safety and safety["passed"] is not None:
         out.append(f"Safety WER changes {safety['delta_wer_points']:+.2f} points: "
@@ -336,7 +329,7 @@ def conclusions(run: RunFiles) -> list[str]:
         out.append("Safety was not measured.")
     failures = (run.eval_results or {}).get("failures") or []
     if failures:
-        out.append(f"{len(failures)} clip(s) failed and were not scored (see {EVAL_RESULTS}).")
+        out.append(f"{len(failures)} clip(s) failed and were not scored (see {run.folder.eval_results.name}).")
     good = wa < wb and (not safety or safety["passed"] is not False)
     out.append("**Verdict:** " + ("the adapter helps and keeps ordinary English intact." if good and safety else
                                   "the adapter helps; confirm safety with `just evaluate`." if good else
@@ -346,7 +339,8 @@ def conclusions(run: RunFiles) -> list[str]:
     return out
 
 
-def write_report(run_dir: str | os.PathLike, *, template: str | os.PathLike = TEMPLATE, samples: int = 5) -> Path:
+def write_report(run_dir: str | os.PathLike, *, template: str | os.PathLike = TEMPLATE,
+                 samples: int = ReportOptions.samples) -> Path:
     """Render report.md (and its PNG curves) into the run folder; returns the report's path."""
     from lora_training.atomic import atomic_write_text
 
@@ -374,7 +368,7 @@ def write_report(run_dir: str | os.PathLike, *, template: str | os.PathLike = TE
     except (KeyError, ValueError) as e:
         raise LoraTrainingError(f"{template}: unknown or malformed placeholder {e}, expected only "
                                 f"{', '.join('$' + k for k in fields)}") from e
-    return atomic_write_text(run.run_dir / REPORT, text)
+    return atomic_write_text(run.folder.report, text)
 
 
 # --- compare ----------------------------------------------------------------------------
@@ -393,7 +387,7 @@ def run_row(run: RunFiles) -> dict[str, Any]:
         "name": run.name,
         "phase": s.get("phase"),
         "model": c["model_id"],
-        "adapter": f"{'DoRA' if c['use_dora'] else 'LoRA'} r{c['lora_r']} {c['adapter_sites']}",
+        "adapter": f"{adapter_kind(c)} r{c['lora_r']} {c['adapter_sites']}",
         "steps": s.get("step"),
         "max_steps": c["max_steps"],
         "train_seconds": round(seconds - s["started_at"], 1) if seconds and s.get("started_at") else None,

@@ -5,20 +5,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
-
-def _pct(value) -> str:
-    return "-" if value is None else f"{100 * value:.2f}%"
+from lora_training.formatting import hms, percent
 
 
 def _num(value, spec: str) -> str:
     return "-" if value is None else format(value, spec)
-
-
-def _eta(seconds) -> str:
-    if seconds is None:
-        return "-"
-    seconds = int(seconds)
-    return f"{seconds // 3600:d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
 def _age(ts) -> str:
@@ -39,9 +30,9 @@ def render_status(rows: list[dict[str, Any]], detailed: bool) -> str:
         best = (r.get("best") or {}).get("wer")
         last = (r.get("last_eval") or {}).get("wer")
         step = f"{r.get('step', 0)}/{r.get('max_steps', '?')}"
-        eta = _eta(r.get("eta_seconds")) if r.get("phase") == "running" else "-"
+        eta = hms(r.get("eta_seconds")) if r.get("phase") == "running" else "-"
         lines.append(f"{r['name']:<24} {r.get('phase', '?'):<10} {step:>11} "
-                     f"{_num(r.get('loss'), '.4f'):>8} {_pct(last):>9} {_pct(best):>9} {eta:>8}  "
+                     f"{_num(r.get('loss'), '.4f'):>8} {percent(last):>9} {percent(best):>9} {eta:>8}  "
                      f"{_age(r.get('updated_at'))}")
     return "\n".join(lines)
 
@@ -53,10 +44,10 @@ def _render_one(r: dict[str, Any]) -> str:
         f"experiment: {r['name']}  ({r['run_dir']})",
         f"phase:      {r.get('phase')}" + (f"  error: {r['error']}" if r.get("error") else ""),
         f"step:       {r.get('step', 0)}/{r.get('max_steps', '?')}"
-        + (f"  ETA {_eta(r.get('eta_seconds'))}" if r.get("phase") == "running" else ""),
+        + (f"  ETA {hms(r.get('eta_seconds'))}" if r.get("phase") == "running" else ""),
         f"loss:       {_num(r.get('loss'), '.4f')}  lr {_num(r.get('lr'), '.2e')}",
-        f"last eval:  step {last.get('step', '-')}  WER {_pct(last.get('wer'))}  term recall {_pct(last.get('term_recall'))}",
-        f"best eval:  step {best.get('step', '-')}  WER {_pct(best.get('wer'))}  term recall {_pct(best.get('term_recall'))}",
+        f"last eval:  step {last.get('step', '-')}  WER {percent(last.get('wer'))}  term recall {percent(last.get('term_recall'))}",
+        f"best eval:  step {best.get('step', '-')}  WER {percent(best.get('wer'))}  term recall {percent(best.get('term_recall'))}",
         f"pid:        {r.get('pid', '-')}  updated {_age(r.get('updated_at'))}",
     ]
     for name, path in (r.get("adapters") or {}).items():
@@ -65,3 +56,26 @@ def _render_one(r: dict[str, Any]) -> str:
         lines.append("last log lines:")
         lines.extend(f"  {line}" for line in r["log_tail"])
     return "\n".join(lines)
+
+
+def render_validation(results: list[dict]) -> str:
+    """`validate-manifest`: one line per manifest, each problem beneath a bad one."""
+    lines = []
+    for r in results:
+        if r["ok"]:
+            lines.append(f"{r['path']}: {r['utterances']} utterances, {r['hours']:.2f} hours, OK")
+        else:
+            lines.append(f"{r['path']}: {len(r['problems'])} problem(s)")
+            lines += [f"  {problem}" for problem in r["problems"]]
+    return "\n".join(lines)
+
+
+def render_model_check(result: dict) -> str:
+    return "\n".join([
+        f"model:      {result['model']}",
+        f"resolved:   {result['resolved']}",
+        f"load time:  {result['load_seconds']:.1f} s",
+        f"audio:      {result['audio']} ({result['audio_seconds']:.1f} s)",
+        f"transcript: {result['transcript']}",
+        f"decode:     {result['decode_seconds']:.2f} s",
+    ])

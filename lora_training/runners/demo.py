@@ -13,11 +13,15 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
+from lora_training.defaults import default_model
+from lora_training.options import option
 from lora_training.runners.pipeline import Pipeline, Stage, run_pipeline
+from lora_training.runs import DEFAULT_OUTPUTS
 
-MODEL = "embedded:moonshine-base"
+MODEL = default_model("demo")
 # The demo user's voice; held out of the synthetic stage so the adapter must generalise across voices.
 USER_VOICE = "en-us+m3"
 USER_SENTENCES = 100
@@ -28,8 +32,8 @@ EXPERIMENT = "demo_tune"
 def build_demo_user(data: Path, *, progress: bool = True) -> Path:
     """Write data/vocabulary.txt and data/my_voice_all.jsonl (the user's "recordings")."""
     from lora_training.data.manifest import load_manifest, save_manifest
+    from lora_training.data.vocabulary import example_vocabulary_path
     from lora_training.synth.synthesize import SynthConfig, synthesize_dataset
-    from lora_training.synth.vocabulary import example_vocabulary_path
 
     data.mkdir(parents=True, exist_ok=True)
     vocabulary = data / "vocabulary.txt"
@@ -70,7 +74,12 @@ def demo_pipeline(work: Path) -> Pipeline:
     return Pipeline(name="demo", path="lora_training.runners.demo", outputs=str(work), stages=stages)
 
 
-def run_demo(workdir: str | Path = "outputs/demo") -> int:
+@dataclass
+class DemoOptions:
+    workdir: str = option(f"{DEFAULT_OUTPUTS}/demo", "where the demo writes its data and runs")
+
+
+def run_demo(workdir: str | Path = DemoOptions.workdir) -> int:
     """Build the demo user, run the pipeline from scratch, print the final table; returns the exit code."""
     from lora_training.reporting.console import print_results
 

@@ -7,39 +7,35 @@ outputs/NAME/eval_results.json, which `report` and `compare` read.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lora_training.errors import LoraTrainingError
-
-# The adapter folders a run may hold, preferred first: best eval WER, then the final one.
-ADAPTER_FOLDERS = ("best_adapter", "adapter")
+from lora_training.options import option
+from lora_training.runs import DEFAULT_OUTPUTS, RunDir, RunRef
 
 
-def run_adapter(run_dir: Path) -> Path:
-    for name in ADAPTER_FOLDERS:
-        if (run_dir / name / "adapter_config.json").is_file():
-            return run_dir / name
-    raise LoraTrainingError(f"{run_dir}: no adapter, expected {' or '.join(ADAPTER_FOLDERS)}/ from a run that "
-                            f"reached its first eval; check `just status {run_dir.name}`")
+@dataclass
+class EvaluateRunOptions(RunRef):
+    """`evaluate NAME`; the decoding and safety-budget options are EvalOptions' own."""
+
+    safety: str = option("builtin", "safety set: builtin (real English speech from Debian packages), a "
+                                    "general-domain manifest PATH, or none (no gate)", metavar="builtin|none|PATH",
+                         flag="--safety --safety-manifest")
 
 
-def evaluate_run(name: str, *, outputs: str | Path = "outputs", safety: str | None = "builtin",
+def evaluate_run(name: str, *, outputs: str | Path = DEFAULT_OUTPUTS, safety: str | None = "builtin",
                  progress: bool = False, **overrides: Any) -> dict[str, Any]:
     """Evaluate outputs/NAME's best adapter against its base model; returns (and writes) the result JSON.
 
     `safety` is a manifest path, "builtin" or None (no safety gate); `overrides` are further
     EvalOptions fields (safety_budget, batch_size, ...).
     """
-    from lora_training.config import ExperimentConfig
-    from lora_training.evaluation.evaluate import RESULTS_FILE, EvalOptions, run_evaluation
-    from lora_training.runners.experiment import run_dir_for
+    from lora_training.evaluation.evaluate import EvalOptions, run_evaluation
 
-    run_dir = run_dir_for(name, outputs)
-    if not (run_dir / "config.json").is_file():
-        raise LoraTrainingError(f"{run_dir}: no such experiment (no config.json)")
-    cfg = ExperimentConfig.load(run_dir / "config.json")
-    options = EvalOptions(model_id=cfg.model_id, adapter_dir=str(run_adapter(run_dir)), manifest=cfg.eval_manifest,
-                          vocabulary=cfg.vocabulary, safety_manifest=safety, output=str(run_dir / RESULTS_FILE),
+    run = RunDir.named(name, outputs)
+    cfg = run.load_config()
+    options = EvalOptions(model_id=cfg.model_id, adapter_dir=str(run.preferred_adapter()), manifest=cfg.eval_manifest,
+                          vocabulary=cfg.vocabulary, safety_manifest=safety, output=str(run.eval_results),
                           **{"num_threads": cfg.num_threads, **overrides})
     return run_evaluation(options, progress=progress)

@@ -11,31 +11,49 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import re
 import shutil
 import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 from lora_training.config import ExperimentConfig
+from lora_training.data.manifest import load_manifests
 from lora_training.errors import ConfigError, LoraTrainingError
-from lora_training.training.state import ACTIVE, TERMINAL, RunState, read_state
+from lora_training.options import option
+from lora_training.runs import DEFAULT_OUTPUTS, RunDir, RunRef
+from lora_training.runs.state import ACTIVE, TERMINAL, RunState, read_state
 
-DEFAULT_OUTPUTS = "outputs"
-LOG_FILE = "train.log"
-PID_FILE = "pid"
 # Exit codes of `poll` (and of the foreground run) by final phase.
 EXIT_CODES = {"completed": 0, "failed": 1, "crashed": 2, "stopped": 3}
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+# How long `stop` waits: a run stops at the end of its current step or evaluation.
+STOP_TIMEOUT = 300.0
 
 
-def run_dir_for(name: str, outputs: str | Path = DEFAULT_OUTPUTS) -> Path:
-    if not _NAME.match(name):
-        raise ConfigError(f"experiment name: expected letters, digits, '.', '_' or '-', got {name!r}")
-    return Path(outputs) / name
+@dataclass
+class RunOptions(RunRef):
+    foreground: bool = option(False, "run in this terminal instead of detaching")
+    resume: bool = option(False, "continue a stopped/crashed run from its last checkpoint")
+    overwrite: bool = option(False, "delete an earlier run of this name first")
+
+
+@dataclass
+class StatusOptions:
+    name: str | None = option(None, "experiment name (all runs when omitted)", positional=True, nargs="?")
+    outputs: str = option(DEFAULT_OUTPUTS, "folder holding experiment folders")
+
+
+@dataclass
+class PollOptions(RunRef):
+    new_only: bool = option(False, "skip the log written so far")
+
+
+@dataclass
+class StopOptions(RunRef):
+    timeout: float = option(STOP_TIMEOUT, "seconds to wait for the run to stop")
 
 
 # --- liveness ---------------------------------------------------------------------------
@@ -75,7 +93,7 @@ def effective_state(run_dir: Path) -> dict[str, Any] | None:
         if state.get("phase") == "queued" and time.time() - state.get("updated_at", 0) < 10 and state.get("pid") is None:
             return state
         state = {**state, "phase": "crashed", "error": state.get("error") or "process is gone without a final state",
-                 "log_tail": tail(run_dir / LOG_FILE, 10)}
+                 "log_tail": tail(RunDir(run_dir).log, 10)}
     return state
 
 
@@ -91,50 +109,59 @@ def tail(path: Path, lines: int) -> list[str]:
 
 # --- start ------------------------------------------------------------------------------
 
+def experiment_config(name: str, given: dict[str, Any], *, outputs: str | Path = DEFAULT_OUTPUTS,
+                      resume: bool = False) -> ExperimentConfig | None:
+    """The resume-merge policy: a new run is built from the options given (defaults from the
+    dataclass); a resumed run keeps its saved config.json with the given options on top, and
+    None means "exactly as saved"."""
+    if not resume:
+        return ExperimentConfig(**given).with_absolute_paths()
+    if not given:
+        return None
+    saved = RunDir.named(name, outputs).load_config()
+    return ExperimentConfig.from_dict({**saved.to_dict(), **given}).with_absolute_paths()
+
+
 def start_experiment(name: str, cfg: ExperimentConfig | None, *, outputs: str | Path = DEFAULT_OUTPUTS,
                      resume: bool = False, overwrite: bool = False, foreground: bool = False) -> dict[str, Any]:
     """Start (or resume) a run; returns {run_dir, log, pid, phase}. `cfg=None` with resume reuses config.json."""
-    from lora_training.training.trainer import load_manifests
-
-    run_dir = run_dir_for(name, outputs)
-    state = effective_state(run_dir)
+    run = RunDir.named(name, outputs)
+    state = effective_state(run.path)
     if state and state.get("phase") in ACTIVE:
         raise LoraTrainingError(f"{name}: already {state['phase']} (pid {state.get('pid')}); "
                                 f"`just poll {name}` to follow it or `just stop {name}` to stop it")
     if resume:
-        if not (run_dir / "config.json").exists():
-            raise LoraTrainingError(f"{run_dir}: nothing to resume, expected config.json from an earlier run")
-        saved = ExperimentConfig.load(run_dir / "config.json")
-        cfg = saved if cfg is None else cfg
+        if not run.config.exists():
+            raise LoraTrainingError(f"{run.path}: nothing to resume, expected {run.config.name} from an earlier run")
+        cfg = run.load_config() if cfg is None else cfg
     else:
-        if run_dir.exists() and any(run_dir.iterdir()):
+        if run.path.exists() and any(run.path.iterdir()):
             if not overwrite:
                 phase = state.get("phase") if state else "unknown"
-                raise LoraTrainingError(f"{run_dir}: exists (phase {phase}); pass --resume to continue it "
+                raise LoraTrainingError(f"{run.path}: exists (phase {phase}); pass --resume to continue it "
                                         f"or --overwrite to start again")
-            shutil.rmtree(run_dir)
+            shutil.rmtree(run.path)
         if cfg is None:
             raise ConfigError("config: expected an experiment config for a new run, got none")
     load_manifests(cfg)  # cheap checks before anything is spawned or loaded
-    run_dir.mkdir(parents=True, exist_ok=True)
-    cfg.save(run_dir / "config.json")
+    run.path.mkdir(parents=True, exist_ok=True)
+    cfg.save(run.config)
     me = os.getpid()
-    RunState(run_dir).update(phase="queued", name=name, pid=me if foreground else None,
-                             pid_started=_process_start_time(me) if foreground else None, error=None,
-                             max_steps=cfg.max_steps, queued_at=time.time())
-    log_path = run_dir / LOG_FILE
+    RunState(run.path).update(phase="queued", name=name, pid=me if foreground else None,
+                              pid_started=_process_start_time(me) if foreground else None, error=None,
+                              max_steps=cfg.max_steps, queued_at=time.time())
     if foreground:
-        phase = run_in_process(run_dir, resume=resume, echo=True)
-        return {"run_dir": str(run_dir), "log": str(log_path), "pid": os.getpid(), "phase": phase}
-    cmd = [sys.executable, "-m", "lora_training.runners.experiment", str(run_dir.resolve())]
+        phase = run_in_process(run.path, resume=resume, echo=True)
+        return {"run_dir": str(run.path), "log": str(run.log), "pid": me, "phase": phase}
+    cmd = [sys.executable, "-m", "lora_training.runners.experiment", str(run.path.resolve())]
     if resume:
         cmd.append("--resume")
-    with log_path.open("ab") as log_file:
+    with run.log.open("ab") as log_file:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
                                 start_new_session=True, cwd=os.getcwd())
-    (run_dir / PID_FILE).write_text(f"{proc.pid}\n")
-    RunState(run_dir).update(pid=proc.pid, pid_started=_process_start_time(proc.pid))
-    return {"run_dir": str(run_dir), "log": str(log_path), "pid": proc.pid, "phase": "queued"}
+    # state.json is the one record of the pid (with its start time, so a recycled pid is not ours).
+    RunState(run.path).update(pid=proc.pid, pid_started=_process_start_time(proc.pid))
+    return {"run_dir": str(run.path), "log": str(run.log), "pid": proc.pid, "phase": "queued"}
 
 
 def run_in_process(run_dir: Path, *, resume: bool, echo: bool) -> str:
@@ -143,17 +170,17 @@ def run_in_process(run_dir: Path, *, resume: bool, echo: bool) -> str:
 
     from lora_training.training.trainer import Trainer
 
-    run_dir = Path(run_dir)
+    run = RunDir(Path(run_dir))
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stdout)]
     if echo:
-        handlers.append(logging.FileHandler(run_dir / LOG_FILE, encoding="utf-8"))
+        handlers.append(logging.FileHandler(run.log, encoding="utf-8"))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S",
                         handlers=handlers, force=True)
     try:
-        trainer = Trainer(ExperimentConfig.load(run_dir / "config.json"), run_dir)
+        trainer = Trainer(run.load_config(), run.path)
     except LoraTrainingError as e:
         logging.getLogger("lora_training.train").error("cannot start: %s", e)
-        RunState(run_dir).update(phase="failed", error=str(e), ended_at=time.time())
+        RunState(run.path).update(phase="failed", error=str(e), ended_at=time.time())
         return "failed"
     if trainer.is_main:
         trainer.state.update(pid=os.getpid(), pid_started=psutil.Process().create_time())
@@ -162,34 +189,29 @@ def run_in_process(run_dir: Path, *, resume: bool, echo: bool) -> str:
 
 # --- status, poll, stop -----------------------------------------------------------------
 
+def _existing(name: str, outputs: str | Path) -> RunDir:
+    run = RunDir.named(name, outputs)
+    if read_state(run.path) is None:
+        raise LoraTrainingError(f"{run.path}: no such experiment (no {run.state_file.name})")
+    return run
+
+
 def status(name: str | None = None, *, outputs: str | Path = DEFAULT_OUTPUTS) -> list[dict[str, Any]]:
     """Effective state of one run, or of every run under `outputs`."""
-    if name is not None:
-        run_dir = run_dir_for(name, outputs)
-        state = effective_state(run_dir)
-        if state is None:
-            raise LoraTrainingError(f"{run_dir}: no such experiment (no state.json)")
-        return [{"name": name, "run_dir": str(run_dir), **state}]
-    root = Path(outputs)
-    rows = []
-    for run_dir in sorted(p for p in root.glob("*") if (p / "state.json").exists()) if root.is_dir() else []:
-        rows.append({"name": run_dir.name, "run_dir": str(run_dir), **effective_state(run_dir)})
-    return rows
+    runs = [_existing(name, outputs)] if name is not None else RunDir.all(outputs)
+    return [{"name": run.name, "run_dir": str(run.path), **effective_state(run.path)} for run in runs]
 
 
 def poll(name: str, *, outputs: str | Path = DEFAULT_OUTPUTS, write: Callable[[str], None] = print,
          interval: float = 0.5, from_start: bool = True) -> int:
     """Stream train.log until the run ends; returns the exit code of its final phase."""
-    run_dir = run_dir_for(name, outputs)
-    if read_state(run_dir) is None:
-        raise LoraTrainingError(f"{run_dir}: no such experiment (no state.json)")
-    log_path = run_dir / LOG_FILE
-    position = 0 if from_start else (log_path.stat().st_size if log_path.exists() else 0)
+    run = _existing(name, outputs)
+    position = 0 if from_start else (run.log.stat().st_size if run.log.exists() else 0)
     pending = b""
     while True:
-        state = effective_state(run_dir)
-        if log_path.exists():
-            with log_path.open("rb") as f:
+        state = effective_state(run.path)
+        if run.log.exists():
+            with run.log.open("rb") as f:
                 f.seek(position)
                 chunk = f.read()
                 position = f.tell()
@@ -205,18 +227,16 @@ def poll(name: str, *, outputs: str | Path = DEFAULT_OUTPUTS, write: Callable[[s
         time.sleep(interval)
 
 
-def stop(name: str, *, outputs: str | Path = DEFAULT_OUTPUTS, timeout: float = 120.0) -> dict[str, Any]:
+def stop(name: str, *, outputs: str | Path = DEFAULT_OUTPUTS, timeout: float = STOP_TIMEOUT) -> dict[str, Any]:
     """Ask a run to checkpoint and end as `stopped` (SIGTERM), waiting up to `timeout` seconds."""
-    run_dir = run_dir_for(name, outputs)
-    state = effective_state(run_dir)
-    if state is None:
-        raise LoraTrainingError(f"{run_dir}: no such experiment (no state.json)")
+    run = _existing(name, outputs)
+    state = effective_state(run.path)
     if state["phase"] not in ACTIVE:
         raise LoraTrainingError(f"{name}: not running (phase {state['phase']})")
     os.kill(state["pid"], signal.SIGTERM)
     deadline = time.time() + timeout
     while time.time() < deadline:
-        state = effective_state(run_dir)
+        state = effective_state(run.path)
         if state["phase"] in TERMINAL:
             return state
         time.sleep(0.2)

@@ -22,9 +22,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 from lora_training.errors import ConfigError, LoraTrainingError
-from lora_training.training.state import RunState, read_state
+from lora_training.options import from_dict, option
+from lora_training.runs import DEFAULT_OUTPUTS, PIPELINES_DIR, STATE_FILE, RunDir
+from lora_training.runs.state import RunState, read_state
 
-PIPELINES_DIR = "pipelines"
 # Keys every stage may carry besides its function's options.
 COMMON_KEYS = {"name", "kind", "skip_if_exists"}
 
@@ -45,6 +46,14 @@ class Pipeline:
     stages: list[Stage]
 
 
+@dataclass
+class PipelineOptions:
+    config: str = option(None, "pipeline file, e.g. pipelines/vocab_expansion.toml", required=True)
+    outputs: str = option(DEFAULT_OUTPUTS, "folder for experiments and outputs/pipelines/NAME/state.json")
+    resume: bool = option(False, "skip stages already done; resume a crashed training stage")
+    fail_stage: str | None = option(None, "drill: force this stage to fail", metavar="NAME")
+
+
 class StageFailed(LoraTrainingError):
     """A stage's work failed; the message names the stage, the reason and where to look."""
 
@@ -52,9 +61,9 @@ class StageFailed(LoraTrainingError):
 # --- the stage table ----------------------------------------------------------------------
 
 def _split(opts: dict, ctx: "Context") -> dict:
-    from lora_training.data.split import split_dataset
+    from lora_training.data.split import SplitOptions, split_dataset
 
-    summary = split_dataset(**opts)
+    summary = split_dataset(from_dict(SplitOptions, opts, "split stage"))
     ctx.say(summary.render())
     return summary.to_dict()
 
@@ -62,15 +71,15 @@ def _split(opts: dict, ctx: "Context") -> dict:
 def _synth(opts: dict, ctx: "Context") -> dict:
     from lora_training.synth.synthesize import SynthConfig, synthesize_dataset
 
-    summary = synthesize_dataset(SynthConfig(**opts), progress=ctx.progress)
+    summary = synthesize_dataset(from_dict(SynthConfig, opts, "synth stage"), progress=ctx.progress)
     ctx.say(summary.render())
     return summary.to_dict()
 
 
 def _mix(opts: dict, ctx: "Context") -> dict:
-    from lora_training.data.mix import mix_manifests
+    from lora_training.data.mix import MixOptions, mix_manifests
 
-    summary = mix_manifests(**opts)
+    summary = mix_manifests(from_dict(MixOptions, opts, "mix stage"))
     ctx.say(summary.render())
     return summary.to_dict()
 
@@ -78,13 +87,13 @@ def _mix(opts: dict, ctx: "Context") -> dict:
 def _run_experiment(opts: dict, ctx: "Context") -> dict:
     """Starts the run in the background (or resumes it after a crash/stop); `wait` follows it."""
     from lora_training.config import ExperimentConfig
-    from lora_training.runners.experiment import effective_state, run_dir_for, start_experiment
+    from lora_training.runners.experiment import effective_state, start_experiment
 
     opts = dict(opts)
     name = opts.pop("experiment")
-    run_dir = run_dir_for(name, ctx.outputs)
+    run_dir = RunDir.named(name, ctx.outputs).path
     state = effective_state(run_dir)
-    cfg = ExperimentConfig(**opts).with_absolute_paths()
+    cfg = ExperimentConfig.from_dict(opts, source=f"run-experiment stage {name}").with_absolute_paths()
     if state and state.get("phase") in ("queued", "running"):
         ctx.say(f"{name}: already {state['phase']}, following it")
         return {"experiment": name, "run_dir": str(run_dir)}
@@ -97,36 +106,34 @@ def _run_experiment(opts: dict, ctx: "Context") -> dict:
 
 
 def _wait(opts: dict, ctx: "Context") -> dict:
-    from lora_training.runners.experiment import EXIT_CODES, LOG_FILE, poll, run_dir_for
+    from lora_training.runners.experiment import EXIT_CODES, poll
 
     name = opts["experiment"]
     code = poll(name, outputs=ctx.outputs, write=ctx.say if ctx.progress else (lambda _: None),
                 interval=float(opts.get("interval", 2.0)))
     if code != EXIT_CODES["completed"]:
-        state = read_state(run_dir_for(name, ctx.outputs)) or {}
+        run = RunDir.named(name, ctx.outputs)
+        state = run.read_state() or {}
         phase = next(p for p, c in EXIT_CODES.items() if c == code)
         raise StageFailed(f"experiment {name} ended {phase}: {state.get('error') or 'see its log'} "
-                          f"(log: {run_dir_for(name, ctx.outputs) / LOG_FILE})")
+                          f"(log: {run.log})")
     return {"experiment": name, "phase": "completed"}
 
 
 def _check(opts: dict, ctx: "Context") -> dict:
     """Quick sanity check of a finished run: its logs exist and its last eval transcribed text."""
-    from lora_training.runners.experiment import LOG_FILE, run_dir_for
-    from lora_training.training.metrics_log import read_metrics
-
     name = opts["experiment"]
-    run_dir = run_dir_for(name, ctx.outputs)
-    missing = [f for f in (LOG_FILE, "metrics.jsonl", "config.json") if not (run_dir / f).is_file()]
+    run = RunDir.named(name, ctx.outputs)
+    missing = [f.name for f in (run.log, run.metrics, run.config) if not f.is_file()]
     if missing:
-        raise StageFailed(f"experiment {name}: missing {', '.join(missing)} in {run_dir}")
-    evals = [r for r in read_metrics(run_dir / "metrics.jsonl") if r["type"] == "eval"]
+        raise StageFailed(f"experiment {name}: missing {', '.join(missing)} in {run.path}")
+    evals = [r for r in run.read_metrics() if r["type"] == "eval"]
     if not evals:
-        raise StageFailed(f"experiment {name}: no evaluation in {run_dir / 'metrics.jsonl'}")
+        raise StageFailed(f"experiment {name}: no evaluation in {run.metrics}")
     samples = evals[-1].get("samples") or []
     if not any(s["hyp"].strip() for s in samples):
         raise StageFailed(f"experiment {name}: the adapted model transcribed no text at step {evals[-1]['step']} "
-                          f"(log: {run_dir / LOG_FILE})")
+                          f"(log: {run.log})")
     for row in samples:
         ctx.say(f"  ref: {row['ref']}\n  hyp: {row['hyp']}")
     return {"experiment": name, "step": evals[-1]["step"], "wer": evals[-1]["wer"]}
@@ -136,7 +143,6 @@ def _evaluate(opts: dict, ctx: "Context") -> dict:
     """Best adapter vs baseline on the run's eval manifest and a safety set; a failed gate halts."""
     from lora_training.reporting.console import print_results
     from lora_training.runners.evaluation import evaluate_run
-    from lora_training.runners.experiment import run_dir_for
 
     opts = dict(opts)
     name = opts.pop("experiment")
@@ -146,7 +152,7 @@ def _evaluate(opts: dict, ctx: "Context") -> dict:
     result = evaluate_run(name, outputs=ctx.outputs, progress=ctx.progress, **opts)
     if ctx.progress:
         print_results(result)
-    output = run_dir_for(name, ctx.outputs) / "eval_results.json"
+    output = RunDir.named(name, ctx.outputs).eval_results
     problems = "; ".join(result["status"]["problems"])
     if problems and halt:
         raise StageFailed(f"evaluation of {name} failed: {problems} (results: {output})")
@@ -157,9 +163,8 @@ def _evaluate(opts: dict, ctx: "Context") -> dict:
 
 def _report(opts: dict, ctx: "Context") -> dict:
     from lora_training.reporting.report import write_report
-    from lora_training.runners.experiment import run_dir_for
 
-    path = write_report(run_dir_for(opts["experiment"], ctx.outputs))
+    path = write_report(RunDir.named(opts["experiment"], ctx.outputs).path)
     ctx.say(f"report: {path}")
     return {"report": str(path)}
 
@@ -178,7 +183,7 @@ STAGE_KINDS: dict[str, Callable[[dict, "Context"], dict]] = {
 
 # --- loading ------------------------------------------------------------------------------
 
-def load_pipeline(path: str | Path, *, outputs: str = "outputs") -> Pipeline:
+def load_pipeline(path: str | Path, *, outputs: str = DEFAULT_OUTPUTS) -> Pipeline:
     """Parse and check a pipeline file; every problem is reported at once, naming the stage."""
     try:
         import tomllib
@@ -246,7 +251,7 @@ def run_pipeline(pipeline: Pipeline, *, resume: bool = False, fail_stage: str | 
     folder = pipeline_dir(pipeline)
     previous = read_state(folder) or {}
     if previous and not resume and previous.get("phase") == "running":
-        raise LoraTrainingError(f"pipeline {pipeline.name}: already running per {folder / 'state.json'}; "
+        raise LoraTrainingError(f"pipeline {pipeline.name}: already running per {folder / STATE_FILE}; "
                                 f"pass --resume if it is not")
     done = {s["name"] for s in previous.get("stages", []) if s.get("status") == "done"} if resume else set()
     state = RunState(folder, initial={"name": pipeline.name, "config": pipeline.path, "phase": "running",
@@ -279,7 +284,7 @@ def run_pipeline(pipeline: Pipeline, *, resume: bool = False, fail_stage: str | 
             row.update(status="failed", error=reason, seconds=round(time.perf_counter() - started, 1))
             state.update(stages=rows, phase="failed", error=f"stage {stage.name}: {reason}", ended_at=time.time())
             raise StageFailed(f"pipeline {pipeline.name} halted at stage {stage.name} ({stage.kind}): {reason}; "
-                              f"state: {folder / 'state.json'}; fix it and rerun with --resume") from e
+                              f"state: {folder / STATE_FILE}; fix it and rerun with --resume") from e
         row.update(status="done", seconds=round(time.perf_counter() - started, 1), result=_brief(result))
         state.update(stages=rows)
         write(f"{header}: done in {row['seconds']:.0f}s")

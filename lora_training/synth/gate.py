@@ -32,7 +32,6 @@ DEFAULT_MAX_CER = 0.5
 # first half. With this rule the gate rejects 95% of half clips instead of 69%, at no cost.
 MIN_COVERAGE = 0.75
 DEFAULT_RETRIES = 2
-DEFAULT_MODEL = "embedded:moonshine-base"
 
 _NOT_LETTER_OR_DIGIT = re.compile(r"[^0-9a-z]")
 

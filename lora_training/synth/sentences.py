@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from lora_training.data.vocabulary import Vocabulary
 from lora_training.errors import ConfigError
-from lora_training.synth.vocabulary import Vocabulary
 
 
 @dataclass

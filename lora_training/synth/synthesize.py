@@ -17,20 +17,22 @@ import statistics
 import time
 from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from lora_training.data.audio import MAX_SECONDS, MIN_SECONDS, SAMPLE_RATE, write_wav
-from lora_training.data.manifest import Utterance, load_manifest, save_manifest
+from lora_training.data.manifest import Utterance, load_manifest, save_manifest, total_seconds
+from lora_training.data.vocabulary import load_vocabulary
+from lora_training.defaults import default_model, model_help
 from lora_training.errors import ConfigError, LoraTrainingError
+from lora_training.options import option
 from lora_training.synth import gate as gates
 from lora_training.synth.augment import augment
 from lora_training.synth.sentences import GeneratedSentence, generate_sentences, sentences_from_file
 from lora_training.synth.tts import BACKENDS, BackendOptions, Clip, TtsBackend
-from lora_training.synth.vocabulary import load_vocabulary
 
 SILENCE_SECONDS = (0.25, 0.5)
 # A checkpoint rewrites the whole manifest; every few seconds bounds both the work lost to a
@@ -40,29 +42,28 @@ CHECKPOINT_SECONDS = 5.0
 MAX_DROPPED_EXAMPLES = 10
 
 
-def _f(default, help: str, **kw):
-    return field(default=default, metadata={"help": help, **kw})
-
-
 @dataclass
 class SynthConfig:
-    vocabulary: str | None = _f(None, "lexicon file (written | spoken); required unless --sentences")
-    sentences: str | None = _f(None, "speak these sentences (one per line) instead of generating them")
-    count: int = _f(500, "sentences to generate (ignored with --sentences)")
-    min_per_term: int = _f(3, "every term appears in at least this many sentences")
-    output: str = _f("data/synthetic_train.jsonl", "manifest to write; clips go to <stem>_audio/ beside it")
-    backend: str = _f("espeak", "TTS backend", choices=tuple(BACKENDS))
-    reference_manifest: str | None = _f(None, "recordings of the user whose voice f5-tts clones")
-    exclude_voices: tuple[str, ...] = _f((), "espeak voices or languages never used (e.g. en-us+m3)")
-    voices: tuple[str, ...] = _f((), "espeak voices or languages to use exclusively (default: all)")
-    workers: int = _f(2, "TTS worker processes (each voice-cloning worker loads its own model)")
-    seed: int = _f(0, "random seed: same seed, same sentences, voices and clips")
-    augment: bool = _f(False, "vary speed, tempo, room reverb and noise per clip")
-    gate: bool = _f(True, "transcribe every clip with a baseline model and regenerate bad ones")
-    gate_model: str = _f(gates.DEFAULT_MODEL, "model reference the gate listens with")
-    gate_max_cer: float = _f(gates.DEFAULT_MAX_CER, "highest character error rate (letters only) against the "
+    vocabulary: str | None = option(None, "lexicon file (written | spoken); required unless --sentences")
+    sentences: str | None = option(None, "speak these sentences (one per line) instead of generating them")
+    count: int = option(500, "sentences to generate (ignored with --sentences)")
+    min_per_term: int = option(3, "every term appears in at least this many sentences")
+    output: str = option("data/synthetic_train.jsonl", "manifest to write; clips go to <stem>_audio/ beside it")
+    backend: str = option("espeak", "TTS backend", choices=tuple(BACKENDS))
+    reference_manifest: str | None = option(None, "recordings of the user whose voice f5-tts clones")
+    exclude_voices: tuple[str, ...] = option((), "espeak voices or languages never used (e.g. en-us+m3)",
+                                           nargs="+", metavar="VOICE")
+    voices: tuple[str, ...] = option((), "espeak voices or languages to use exclusively (default: all)",
+                                   nargs="+", metavar="VOICE")
+    workers: int = option(2, "TTS worker processes (each voice-cloning worker loads its own model)")
+    seed: int = option(0, "random seed: same seed, same sentences, voices and clips")
+    augment: bool = option(False, "vary speed, tempo, room reverb and noise per clip")
+    gate: bool = option(True, "transcribe every clip with a baseline model and regenerate bad ones",
+                        flag="--no-gate")
+    gate_model: str = option(default_model("gate"), model_help("gate", "model the gate listens with"))
+    gate_max_cer: float = option(gates.DEFAULT_MAX_CER, "highest character error rate (letters only) against the "
                              "spoken text that a kept clip may have")
-    gate_retries: int = _f(gates.DEFAULT_RETRIES, "regenerations (new seed and voice) before a sentence is dropped")
+    gate_retries: int = option(gates.DEFAULT_RETRIES, "regenerations (new seed and voice) before a sentence is dropped")
 
     def __post_init__(self) -> None:
         self.exclude_voices = tuple(self.exclude_voices)
@@ -334,7 +335,7 @@ class SynthRun:
             kept=self.counts["keep"],
             regenerated=self.counts["regenerate"],
             dropped=self.counts["drop"],
-            hours=sum(utt.duration or 0.0 for utt in rows) / 3600,
+            hours=total_seconds(rows, read_audio=False) / 3600,
             seconds=round(seconds, 2),
             clips_per_second=round(self.counts["keep"] / seconds, 3) if seconds > 0 else 0.0,
             gate=self._gate_info(),

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-IGNORE_INDEX = -100
+from lora_training.data.audio import normalize_audio
+from lora_training.models.moonshine_ops import IGNORE_INDEX  # the label padding the model's loss skips
 
 
 @dataclass
@@ -65,19 +66,7 @@ def pad_audio(audios: list[np.ndarray], normalize: bool = False) -> tuple[torch.
     mask = torch.zeros((len(audios), width), dtype=torch.long)
     for row, audio in enumerate(audios):
         if normalize:
-            audio = (audio - audio.mean()) / np.sqrt(audio.var() + 1e-7)
+            audio = normalize_audio(audio)
         values[row, : len(audio)] = audio
         mask[row, : len(audio)] = 1
     return torch.from_numpy(values), mask
-
-
-def pad_encoder_states(states: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Stack per-utterance encoder outputs (frames × hidden) with a frame mask for cross-attention."""
-    width = max(s.shape[0] for s in states)
-    hidden = states[0].shape[1]
-    out = states[0].new_zeros((len(states), width, hidden))
-    mask = torch.zeros((len(states), width), dtype=torch.int32)
-    for row, s in enumerate(states):
-        out[row, : s.shape[0]] = s
-        mask[row, : s.shape[0]] = 1
-    return out, mask

@@ -24,22 +24,23 @@ from typing import Any
 import numpy as np
 import torch
 
-from lora_training.config import ExperimentConfig
+from lora_training.config import ExperimentConfig, adapter_kind
 from lora_training.data.audio import AudioCache
-from lora_training.data.manifest import Utterance, load_manifest, manifest_hash
+from lora_training.data.manifest import load_manifests, manifest_hash
 from lora_training.errors import LoraTrainingError
+from lora_training.models.moonshine_ops import clip_encoder_states, decoder_loss, padded_encoder_outputs
 from lora_training.training.checkpoints import CheckpointManager, restore_rng
 from lora_training.training.collate import (
-    IGNORE_INDEX,
     Example,
     bucketed_batches,
     encode_labels,
     pad_audio,
-    pad_encoder_states,
     pad_labels,
 )
-from lora_training.training.metrics_log import JsonlMetricsLogger, NullMetricsLogger
-from lora_training.training.state import NullRunState, RunState
+from lora_training.formatting import hms
+from lora_training.runs import RunDir
+from lora_training.runs.metrics_log import JsonlMetricsLogger, NullMetricsLogger
+from lora_training.runs.state import NullRunState, RunState
 
 log = logging.getLogger("lora_training.train")
 
@@ -48,31 +49,14 @@ class TrainingDiverged(LoraTrainingError):
     """The loss became NaN or infinite."""
 
 
-def load_manifests(cfg: ExperimentConfig) -> dict[str, list[Utterance]]:
-    """Every manifest of the config, validated (audio included); all problems in one error."""
-    problems: list[str] = []
-    loaded: dict[str, list[Utterance]] = {}
-    for name in ("train_manifest", "eval_manifest", "replay_manifest"):
-        path = getattr(cfg, name)
-        if not path:
-            continue
-        try:
-            loaded[name] = load_manifest(path)
-        except LoraTrainingError as e:
-            problems.append(str(e))
-    if problems:
-        raise LoraTrainingError("\n".join(problems))
-    return loaded
-
-
 class Trainer:
     def __init__(self, cfg: ExperimentConfig, run_dir: str | Path):
         self.cfg = cfg
-        self.run_dir = Path(run_dir)
+        self.folder = RunDir(Path(run_dir))
         # Under `accelerate launch` only rank 0 writes the run's files.
         self.is_main = int(os.environ.get("RANK", "0")) == 0
-        self.state = RunState(self.run_dir) if self.is_main else NullRunState()
-        self.checkpoints = CheckpointManager(self.run_dir / "checkpoints", keep=2)
+        self.state = RunState(self.folder.path) if self.is_main else NullRunState()
+        self.checkpoints = CheckpointManager(self.folder.checkpoints, keep=2)
         self.step = 0
         self.best: dict[str, Any] | None = None
         self.evals_since_best = 0
@@ -91,7 +75,7 @@ class Trainer:
         self.seen_terms = sorted({t for u in self.train_utts for t in (u.terms or [])})
         self.vocabulary = None
         if cfg.vocabulary:
-            from lora_training.synth.vocabulary import load_vocabulary
+            from lora_training.data.vocabulary import load_vocabulary
 
             self.vocabulary = load_vocabulary(cfg.vocabulary).written_forms()
 
@@ -100,17 +84,17 @@ class Trainer:
 
         from lora_training.models.adapters import apply_adapter, base_fingerprint
         from lora_training.models.registry import resolve_model
+        from lora_training.models.runtime import set_threads
 
         cfg = self.cfg
         self.load_data()
-        _quiet_libraries()
-        torch.set_num_threads(cfg.num_threads or min(os.cpu_count() or 1, 8))
+        set_threads(cfg.num_threads)
         self._seed_everything(cfg.seed)
         self.accelerator = Accelerator(
             cpu=cfg.device == "cpu",
             mixed_precision={"fp32": "no", "bf16": "bf16", "fp16": "fp16"}[cfg.precision],
         )
-        self.metrics = JsonlMetricsLogger(self.run_dir / "metrics.jsonl") if self.is_main else NullMetricsLogger()
+        self.metrics = JsonlMetricsLogger(self.folder.metrics) if self.is_main else NullMetricsLogger()
 
         log.info("loading base model %s", cfg.model_id)
         model, self.processor = resolve_model(cfg.model_id)
@@ -123,7 +107,7 @@ class Trainer:
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         total = sum(p.numel() for p in model.parameters())
         log.info("adapter: %s r=%d alpha=%d on %s; %s trainable of %s parameters (%.2f%%)",
-                 "DoRA" if cfg.use_dora else "LoRA", cfg.lora_r, cfg.lora_alpha, cfg.adapter_sites,
+                 adapter_kind(cfg.to_dict()), cfg.lora_r, cfg.lora_alpha, cfg.adapter_sites,
                  f"{trainable:,}", f"{total:,}", 100 * trainable / total)
 
         # Decode and tokenise every clip once; epochs after the first touch neither disk nor resampler.
@@ -223,24 +207,22 @@ class Trainer:
     # --- one step ------------------------------------------------------------------------
 
     def _encoder_states(self, examples: list[Example]):
-        from transformers.models.moonshine.modeling_moonshine import MoonshineEncoderModelOutput
-
-        encoder = self.accelerator.unwrap_model(self.model).get_base_model().get_encoder()
-        missing = [e for e in examples if e.key not in self.encoder_cache]
-        if missing:
-            with torch.no_grad():
-                for e in missing:
-                    values, _ = pad_audio([e.audio], normalize=self.normalize_audio)
-                    out = encoder(input_values=values.to(self.accelerator.device))
-                    self.encoder_cache[e.key] = out.last_hidden_state[0].detach()
-        hidden, mask = pad_encoder_states([self.encoder_cache[e.key] for e in examples])
-        return MoonshineEncoderModelOutput(last_hidden_state=hidden, attention_mask=mask.to(hidden.device))
+        """The batch's encoder outputs, padded; each clip's are computed once, without gradients, and cached."""
+        base = self.accelerator.unwrap_model(self.model).get_base_model()
+        for e in examples:
+            if e.key not in self.encoder_cache:
+                self.encoder_cache[e.key] = clip_encoder_states(base, e.audio, normalize=self.normalize_audio)
+        return padded_encoder_outputs([self.encoder_cache[e.key] for e in examples])
 
     def _loss(self, examples: list[Example]) -> torch.Tensor:
         labels = pad_labels([e.labels for e in examples]).to(self.accelerator.device)
         with self.accelerator.autocast():
             if self.cache_encoder and self.accelerator.num_processes == 1:
-                return self._decoder_loss(self._encoder_states(examples), labels)
+                # Projects to the vocabulary only at real label positions. Single process only: under
+                # DDP the forward must go through the wrapper to sync gradients.
+                encoded = self._encoder_states(examples)
+                base = self.accelerator.unwrap_model(self.model).get_base_model()
+                return decoder_loss(base, encoded.last_hidden_state, encoded.attention_mask, labels)
             if self.cache_encoder:
                 out = self.model(encoder_outputs=self._encoder_states(examples), labels=labels)
             else:
@@ -248,22 +230,6 @@ class Trainer:
                 out = self.model(input_values=values.to(self.accelerator.device),
                                  attention_mask=mask.to(self.accelerator.device), labels=labels)
         return out.loss
-
-    def _decoder_loss(self, encoded, labels: torch.Tensor) -> torch.Tensor:
-        """The same loss as `model(labels=...)`, but the 32k-way output projection runs only at real
-        label positions, not at padding (about a third of a decoder-only step is that projection).
-        Single process only: under DDP the forward must go through the wrapper to sync gradients."""
-        from transformers.models.moonshine.modeling_moonshine import shift_tokens_right
-
-        base = self.accelerator.unwrap_model(self.model).get_base_model()
-        decoder_input = shift_tokens_right(labels, base.config.pad_token_id, base.config.decoder_start_token_id)
-        hidden = base.get_decoder()(
-            input_ids=decoder_input, encoder_hidden_states=encoded.last_hidden_state,
-            encoder_attention_mask=encoded.attention_mask, use_cache=False,
-        ).last_hidden_state
-        keep = labels != IGNORE_INDEX
-        logits = base.proj_out(hidden[keep])
-        return torch.nn.functional.cross_entropy(logits.float(), labels[keep])
 
     def train_step(self) -> float:
         """One optimizer step over `grad_accum` micro-batches; returns the mean loss."""
@@ -317,7 +283,7 @@ class Trainer:
         if self.best is None or wer < self.best["wer"]:
             self.best = {"step": self.step, "wer": wer, "term_recall": term}
             self.evals_since_best = 0
-            self._save_adapter(self.run_dir / "best_adapter")
+            self._save_adapter(self.folder.best_adapter)
         else:
             self.evals_since_best += 1
         self.state.update(last_eval={"step": self.step, "wer": wer, "cer": result["cer"], "term_recall": term},
@@ -375,7 +341,7 @@ class Trainer:
                 eta = sec_per_step * (cfg.max_steps - self.step)
                 lr = self.scheduler.get_last_lr()[0]
                 log.info("step %d/%d  loss %.4f  lr %.2e  %.2f utt/s  %.2fs/step  ETA %s", self.step, cfg.max_steps,
-                         loss, lr, utt_s, sec_per_step, _hms(eta))
+                         loss, lr, utt_s, sec_per_step, hms(eta, missing="?"))
                 self.metrics.log("train", self.step, loss=loss, lr=lr, utt_per_s=round(utt_s, 3),
                                  sec_per_step=round(sec_per_step, 3))
                 self.state.update(step=self.step, loss=loss, lr=lr, sec_per_step=sec_per_step, eta_seconds=eta)
@@ -392,7 +358,7 @@ class Trainer:
                     self.state.update(early_stopped=True)
                 break
         if main:
-            self._save_adapter(self.run_dir / "adapter")
+            self._save_adapter(self.folder.adapter)
         log.info("rank %d adapter checksum %s", self.accelerator.process_index, self._adapter_checksum())
         return "completed"
 
@@ -446,25 +412,8 @@ class Trainer:
             return "failed"
         finally:
             self.cleanup()
-        adapters = {name: str(self.run_dir / name) for name in ("adapter", "best_adapter") if (self.run_dir / name).is_dir()}
-        self.state.update(phase=phase, step=self.step, ended_at=time.time(), adapters=adapters)
+        self.state.update(phase=phase, step=self.step, ended_at=time.time(), adapters=self.folder.adapters())
         log.info("run %s at step %d; best WER %s", phase, self.step,
                  "n/a" if not self.best else f"{100 * self.best['wer']:.2f}% (step {self.best['step']})")
         return phase
 
-
-def _quiet_libraries() -> None:
-    """Keep train.log readable: no weight-loading progress bars or deprecation chatter from libraries."""
-    import warnings
-
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()
-    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
-
-
-def _hms(seconds: float) -> str:
-    if not math.isfinite(seconds):
-        return "?"
-    seconds = int(seconds)
-    return f"{seconds // 3600:d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"

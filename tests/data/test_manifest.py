@@ -6,14 +6,17 @@ from pathlib import Path
 
 import pytest
 
+from lora_training.config import ExperimentConfig
 from lora_training.data.manifest import (
     Utterance,
     load_manifest,
+    load_manifests,
     manifest_hash,
     save_manifest,
+    total_seconds,
     validate_manifests,
 )
-from lora_training.errors import ManifestError
+from lora_training.errors import AudioError, LoraTrainingError, ManifestError
 from lora_training.testing.factories import make_manifest, write_tone
 
 FULL = Utterance(
@@ -156,3 +159,27 @@ def test_validate_manifests_reports_hours_and_bad_clips(tmp_path):
     assert "utterance audio/utt_0000.wav: clip length out of range" in b["problems"][0]
     assert "utt_0001.wav: unreadable audio" in b["problems"][1]
     assert not missing["ok"] and "manifest not found" in missing["problems"][0]
+
+
+def test_total_seconds_prefers_duration_and_reads_the_header_where_it_is_missing(tmp_path):
+    tone = write_tone(tmp_path / "a.wav", seconds=0.5)
+    utts = [Utterance(audio=str(tone), text="a", duration=2.0), Utterance(audio=str(tone), text="b")]
+    assert total_seconds(utts) == pytest.approx(2.5)
+    assert total_seconds(utts, read_audio=False) == 2.0  # no file opened: the missing one counts 0 s
+    assert total_seconds([Utterance(audio=str(tmp_path / "gone.wav"), text="c")], read_audio=False) == 0.0
+    assert total_seconds([]) == 0.0
+    with pytest.raises(AudioError):
+        total_seconds([Utterance(audio=str(tmp_path / "gone.wav"), text="c")])
+
+
+def test_load_manifests_returns_each_set_and_reports_every_bad_one_together(tmp_path):
+    train = make_manifest(tmp_path / "train", 2)
+    evals = make_manifest(tmp_path / "eval", 1)
+    loaded = load_manifests(ExperimentConfig(train_manifest=str(train), eval_manifest=str(evals)))
+    assert sorted(loaded) == ["eval_manifest", "train_manifest"] and len(loaded["train_manifest"]) == 2
+    bad = ExperimentConfig(train_manifest=str(tmp_path / "none.jsonl"), eval_manifest=str(evals),
+                           replay_manifest=str(tmp_path / "no_replay.jsonl"))
+    with pytest.raises(LoraTrainingError) as info:
+        load_manifests(bad)
+    assert "none.jsonl: manifest not found" in str(info.value)
+    assert "no_replay.jsonl: manifest not found" in str(info.value)

@@ -8,7 +8,7 @@ import pytest
 
 from lora_training.cli import main
 from lora_training.data.manifest import load_manifest, save_manifest
-from lora_training.data.mix import mix_manifests, parse_input, parse_ratio
+from lora_training.data.mix import mix_manifests, MixOptions, parse_input, parse_ratio
 from lora_training.errors import ConfigError, ManifestError
 from lora_training.testing.factories import make_manifest
 
@@ -48,7 +48,7 @@ def _sources(path):
 )
 def test_ratio_and_upsampling(tmp_path, real, synthetic, ratio, upsample, expected):
     out = tmp_path / "mixed.jsonl"
-    summary = mix_manifests([real, synthetic], out, ratio=ratio, upsample_real=upsample)
+    summary = mix_manifests(MixOptions([real, synthetic], out, ratio=ratio, upsample_real=upsample))
     assert _sources(out) == expected
     assert {s.source: s.selected for s in summary.sources if s.selected} == expected
     assert summary.utterances == sum(expected.values())
@@ -56,7 +56,7 @@ def test_ratio_and_upsampling(tmp_path, real, synthetic, ratio, upsample, expect
 
 def test_upsampled_rows_repeat_evenly_with_unique_ids(tmp_path, real, synthetic):
     out = tmp_path / "mixed.jsonl"
-    mix_manifests([real, synthetic], out, ratio={"real": 11, "synthetic": 20}, upsample_real=3)
+    mix_manifests(MixOptions([real, synthetic], out, ratio={"real": 11, "synthetic": 20}, upsample_real=3))
     rows = load_manifest(out)  # would raise on a duplicate id
     repeats = Counter(u.audio for u in rows if u.source == "real")
     assert sorted(repeats.values()) == [2, 3, 3, 3]  # 11 real rows: 2 full copies + 3 of the 4 once more
@@ -65,7 +65,7 @@ def test_upsampled_rows_repeat_evenly_with_unique_ids(tmp_path, real, synthetic)
 
 def test_paths_are_rewritten_for_the_output_folder(tmp_path, real, synthetic):
     out = tmp_path / "elsewhere" / "deeper" / "mixed.jsonl"
-    mix_manifests([real, synthetic], out)
+    mix_manifests(MixOptions([real, synthetic], out))
     line = json.loads(out.read_text().splitlines()[0])
     assert line["audio"].startswith("../../")
     originals = {u.audio for u in load_manifest(real) + load_manifest(synthetic)}
@@ -75,19 +75,19 @@ def test_paths_are_rewritten_for_the_output_folder(tmp_path, real, synthetic):
 def test_rows_without_source_take_it_from_the_input_or_the_default(tmp_path, synthetic):
     bare = _manifest(tmp_path / "bare", 3, None)
     assert parse_input(f"real={bare}").source == "real"
-    mix_manifests([f"real={bare}", synthetic], tmp_path / "a.jsonl")
+    mix_manifests(MixOptions([f"real={bare}", synthetic], tmp_path / "a.jsonl"))
     assert _sources(tmp_path / "a.jsonl") == {"real": 3, "synthetic": 20}
-    mix_manifests([bare, synthetic], tmp_path / "b.jsonl", default_source="synthetic")
+    mix_manifests(MixOptions([bare, synthetic], tmp_path / "b.jsonl", default_source="synthetic"))
     assert _sources(tmp_path / "b.jsonl") == {"synthetic": 23}
     with pytest.raises(ManifestError, match=r"3 row\(s\) without 'source'.*real="):
-        mix_manifests([bare, synthetic], tmp_path / "c.jsonl")
+        mix_manifests(MixOptions([bare, synthetic], tmp_path / "c.jsonl"))
 
 
 def test_clashing_ids_get_their_manifest_name(tmp_path):
     one = _manifest(tmp_path / "mine", 2, "real")
     two = _manifest(tmp_path / "tts", 2, "synthetic")  # same default ids: audio/utt_0000.wav ...
     out = tmp_path / "mixed.jsonl"
-    mix_manifests([one, two], out)
+    mix_manifests(MixOptions([one, two], out))
     assert sorted(u.id for u in load_manifest(out)) == [
         "manifest-1/audio/utt_0000.wav", "manifest-1/audio/utt_0001.wav",
         "manifest-2/audio/utt_0000.wav", "manifest-2/audio/utt_0001.wav",
@@ -96,7 +96,7 @@ def test_clashing_ids_get_their_manifest_name(tmp_path):
 
 def test_shuffle_is_deterministic_by_seed(tmp_path, real, synthetic):
     def order(seed, name):
-        mix_manifests([real, synthetic], tmp_path / name, ratio={"real": 1, "synthetic": 2}, seed=seed)
+        mix_manifests(MixOptions([real, synthetic], tmp_path / name, ratio={"real": 1, "synthetic": 2}, seed=seed))
         return [u.id for u in load_manifest(tmp_path / name)]
 
     assert order(1, "a.jsonl") == order(1, "b.jsonl")
@@ -114,9 +114,9 @@ def test_bad_ratio_specs(spec, message):
 
 def test_ratio_must_name_exactly_the_sources_present(tmp_path, real, synthetic):
     with pytest.raises(ConfigError, match=r"expected a weight for exactly the sources present \(real, synthetic\)"):
-        mix_manifests([real, synthetic], tmp_path / "m.jsonl", ratio={"real": 1})
+        mix_manifests(MixOptions([real, synthetic], tmp_path / "m.jsonl", ratio={"real": 1}))
     with pytest.raises(ConfigError, match="exactly the sources present"):
-        mix_manifests([real], tmp_path / "m.jsonl", ratio={"real": 1, "synthetic": 1})
+        mix_manifests(MixOptions([real], tmp_path / "m.jsonl", ratio={"real": 1, "synthetic": 1}))
 
 
 def test_cli_mix_prints_the_composition(tmp_path, real, synthetic, capsys):

@@ -5,13 +5,13 @@ import json
 import pytest
 
 from lora_training.data.manifest import load_manifest
-from lora_training.data.split import sentence_key, split_dataset
+from lora_training.data.split import sentence_key, split_dataset, SplitOptions
 from lora_training.errors import ConfigError
 from lora_training.testing.factories import make_manifest
 
 
 def _split(tmp_path, manifest, **kwargs):
-    summary = split_dataset(manifest, tmp_path / "train.jsonl", tmp_path / "eval.jsonl", **kwargs)
+    summary = split_dataset(SplitOptions(manifest, tmp_path / "train.jsonl", tmp_path / "eval.jsonl", **kwargs))
     return summary, load_manifest(tmp_path / "train.jsonl"), load_manifest(tmp_path / "eval.jsonl")
 
 
@@ -55,9 +55,9 @@ def test_same_seed_same_split_other_seed_different(tmp_path):
     manifest = make_manifest(tmp_path / "data", 30, seconds=0.4)
     out = tmp_path / "out"
     out.mkdir()
-    split_dataset(manifest, out / "t1.jsonl", out / "e1.jsonl", seed=7)
-    split_dataset(manifest, out / "t2.jsonl", out / "e2.jsonl", seed=7)
-    split_dataset(manifest, out / "t3.jsonl", out / "e3.jsonl", seed=8)
+    split_dataset(SplitOptions(manifest, out / "t1.jsonl", out / "e1.jsonl", seed=7))
+    split_dataset(SplitOptions(manifest, out / "t2.jsonl", out / "e2.jsonl", seed=7))
+    split_dataset(SplitOptions(manifest, out / "t3.jsonl", out / "e3.jsonl", seed=8))
     assert (out / "e1.jsonl").read_bytes() == (out / "e2.jsonl").read_bytes()
     assert (out / "e1.jsonl").read_bytes() != (out / "e3.jsonl").read_bytes()
 
@@ -95,7 +95,7 @@ def test_fewer_than_five_utterances_are_refused(tmp_path):
 @pytest.mark.parametrize("fraction", [0, 1, -0.1, 1.5])
 def test_eval_fraction_out_of_range_is_refused(tmp_path, fraction):
     with pytest.raises(ConfigError, match="eval_fraction: out of range"):
-        split_dataset(tmp_path / "unused.jsonl", tmp_path / "t.jsonl", tmp_path / "e.jsonl", eval_fraction=fraction)
+        split_dataset(SplitOptions(tmp_path / "unused.jsonl", tmp_path / "t.jsonl", tmp_path / "e.jsonl", eval_fraction=fraction))
 
 
 def test_a_split_with_an_empty_side_is_refused(tmp_path):

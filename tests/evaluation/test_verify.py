@@ -8,7 +8,7 @@ import pytest
 from lora_training.cli import main
 from lora_training.data.audio import write_wav
 from lora_training.data.manifest import Utterance, load_manifest, save_manifest, validate_manifests
-from lora_training.evaluation.verify import check_utterances, default_paths, verify_manifest
+from lora_training.evaluation.verify import VerifyOptions, check_utterances, default_paths, verify_manifest
 from lora_training.errors import ManifestError
 from lora_training.testing.signals import speech_like
 
@@ -95,6 +95,6 @@ def test_drop_with_everything_flagged_refuses_but_writes_the_report(tmp_path, ti
     manifest = _manifest(tmp_path, [("rec-0001", np.zeros(16000, np.float32), "push to main", None)])
     out = tmp_path / "clean.jsonl"
     with pytest.raises(ManifestError, match="every utterance flagged"):
-        verify_manifest(manifest, model_id=str(tiny_model_dir), max_wer=1e9, drop=True, output=out)
+        verify_manifest(VerifyOptions(manifest, model_id=str(tiny_model_dir), max_wer=1e9, drop=True, output=out))
     assert not out.exists()
     assert json.loads(default_paths(manifest)[0].read_text())["n_flagged"] == 1

@@ -14,7 +14,7 @@ import pytest
 
 from lora_training.cli import main as cli_main
 from lora_training.runners.experiment import poll, start_experiment, status, stop
-from lora_training.training.metrics_log import read_metrics
+from lora_training.runs.metrics_log import read_metrics
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -114,4 +114,4 @@ def test_bad_manifest_refused_before_spawn(tmp_path, tiny_model_dir, tiny_manife
     assert proc.returncode == 1
     assert proc.stderr.startswith("error:") and "Traceback" not in proc.stderr
     assert "bad.jsonl:1" in proc.stderr and "bad.jsonl:2" in proc.stderr
-    assert not (tmp_path / "badrun" / "pid").exists()
+    assert not (tmp_path / "badrun").exists()

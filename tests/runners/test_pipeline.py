@@ -10,7 +10,7 @@ import pytest
 from lora_training.errors import ConfigError
 from lora_training.runners.pipeline import StageFailed, load_pipeline, run_pipeline
 from lora_training.testing.factories import make_manifest
-from lora_training.training.state import read_state
+from lora_training.runs.state import read_state
 
 
 def _toml(path: Path, body: str) -> Path:
@@ -106,7 +106,7 @@ kind = "split"
 input = "x.jsonl"
 colour = "blue"
 """)
-    with pytest.raises(StageFailed, match="halted at stage split .*unknown option for a split stage"):
+    with pytest.raises(StageFailed, match="halted at stage split .*split stage: unknown key\\(s\\) colour"):
         run_pipeline(load_pipeline(path, outputs=str(tmp_path)), write=lambda _: None)
 
 

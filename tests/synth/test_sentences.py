@@ -4,10 +4,10 @@ from collections import Counter, defaultdict
 
 import pytest
 
+from lora_training.data.vocabulary import example_vocabulary_path, load_vocabulary, parse_vocabulary
 from lora_training.errors import ConfigError
 from lora_training.synth import sentences
 from lora_training.synth.sentences import Template, generate_sentences, sentences_from_file, speak
-from lora_training.synth.vocabulary import example_vocabulary_path, load_vocabulary, parse_vocabulary
 
 
 @pytest.fixture(scope="module")

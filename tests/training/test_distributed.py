@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 from lora_training.config import ExperimentConfig
-from lora_training.training.metrics_log import read_metrics
-from lora_training.training.state import read_state
+from lora_training.runs.metrics_log import read_metrics
+from lora_training.runs.state import read_state
 
 
 def test_two_cpu_processes_agree_on_the_adapter(tmp_path, tiny_model_dir, tiny_manifests):

@@ -9,9 +9,10 @@ import torch
 from safetensors.torch import load_file
 
 from lora_training.config import ExperimentConfig
-from lora_training.runners.experiment import run_dir_for, start_experiment
-from lora_training.training.metrics_log import read_metrics
-from lora_training.training.state import read_state
+from lora_training.runners.experiment import start_experiment
+from lora_training.runs import RunDir
+from lora_training.runs.metrics_log import read_metrics
+from lora_training.runs.state import read_state
 from lora_training.training.trainer import Trainer
 
 
@@ -144,4 +145,4 @@ def test_start_refuses_existing_names(tmp_path, tiny_model_dir, tiny_manifests):
         start_experiment("once", cfg, outputs=tmp_path, foreground=True)
     assert start_experiment("once", cfg, outputs=tmp_path, overwrite=True, foreground=True)["phase"] == "completed"
     with pytest.raises(Exception, match="experiment name"):
-        run_dir_for("../escape", tmp_path)
+        RunDir.named("../escape", tmp_path)

@@ -27,6 +27,7 @@ from lora_training.data.audio import MAX_SECONDS, MIN_SECONDS, SAMPLE_RATE, writ
 from lora_training.data.manifest import Utterance, field_problems, load_manifest
 from lora_training.data.quality import Thresholds, check_audio, dbfs
 from lora_training.errors import ConfigError, LoraTrainingError, ManifestError
+from lora_training.options import option
 
 if TYPE_CHECKING:
     from lora_training.synth.sentences import GeneratedSentence
@@ -127,8 +128,8 @@ def load_prompts(vocabulary: str | os.PathLike, count: int, *, seed: int = 0,
     Generated prompts cover every term at least once (not three times as for TTS): a hundred
     recordings must cover a long vocabulary, and usage stays even across terms anyway.
     """
+    from lora_training.data.vocabulary import load_vocabulary
     from lora_training.synth.sentences import generate_sentences, sentences_from_file
-    from lora_training.synth.vocabulary import load_vocabulary
 
     if count < 1:
         raise ConfigError(f"count: no prompts, expected a number of prompts >= 1, got {count}")
@@ -294,3 +295,24 @@ class RecordingSession:
         )
         _append(self.manifest, utt)
         self.say(f"  saved {utt_id}")
+
+
+@dataclass
+class RecordOptions:
+    vocabulary: str = option("data/vocabulary.txt", "lexicon the prompts are generated from")
+    count: int = option(100, "number of prompts (with --sentences: the first COUNT lines)")
+    sentences: str | None = option(None, "read prompts from FILE, one per line, instead of generating them; "
+                                         "None: generate", metavar="FILE")
+    seed: int = option(0, "seed of the prompt generator (same seed, same prompts)")
+    manifest: str = option("data/my_voice_all.jsonl", "manifest to append to")
+    speaker: str = option("me", "speaker name stored with each utterance")
+    seconds: float | None = option(None, "record this many seconds per take; None: Enter stops each take")
+    device: str | None = option(None, "input device index or name; None: the system's")
+
+
+def record(options: RecordOptions) -> SessionSummary:
+    """`just record`: prompt by prompt from the microphone into the manifest."""
+    prompts = load_prompts(options.vocabulary, options.count, seed=options.seed, sentences=options.sentences)
+    session = RecordingSession(options.manifest, Microphone(options.device), speaker=options.speaker,
+                               seconds=options.seconds)
+    return session.run(prompts)

@@ -1,13 +1,13 @@
 import pytest
 
-from lora_training.errors import ConfigError
-from lora_training.synth.vocabulary import (
+from lora_training.data.vocabulary import (
     Term,
     VocabularyError,
     example_vocabulary_path,
     load_vocabulary,
     parse_vocabulary,
 )
+from lora_training.errors import ConfigError
 
 GOOD = """\
 # Tools

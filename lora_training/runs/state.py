@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from lora_training.atomic import atomic_write_json
+from lora_training.runs import STATE_FILE
 
 PHASES = ("queued", "running", "completed", "failed", "stopped", "crashed")
 ACTIVE = ("queued", "running")
 TERMINAL = ("completed", "failed", "stopped", "crashed")
-STATE_FILE = "state.json"
 
 
 def read_state(run_dir: str | Path) -> dict[str, Any] | None:

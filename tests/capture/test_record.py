@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from lora_training.capture.record import RecordingSession, load_prompts
 from lora_training.data.audio import SAMPLE_RATE, load_audio
 from lora_training.data.manifest import load_manifest, validate_manifests
-from lora_training.data.record import RecordingSession, load_prompts
 from lora_training.errors import ConfigError
 from lora_training.synth.sentences import GeneratedSentence
 from lora_training.testing.signals import speech_like
@@ -269,7 +269,7 @@ class FakeSounddevice:
 
 @pytest.mark.parametrize("rate", [16000, 48000])
 def test_microphone_stops_at_max_seconds_and_delivers_16_khz(monkeypatch, rate):
-    from lora_training.data.record import Microphone
+    from lora_training.capture.record import Microphone
 
     monkeypatch.setitem(sys.modules, "sounddevice", FakeSounddevice(rate))
     mic = Microphone()
