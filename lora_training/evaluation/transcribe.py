@@ -27,12 +27,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from lora_training.data.audio import FRAME, HOP, SAMPLE_RATE, frame_energy
+from lora_training.defaults import DECODE_BATCH_SIZE, MAX_CHUNK_SECONDS
 from lora_training.models.moonshine_ops import Encoded, decode_states, encode_clips, unpadded_heads
 
-# Rows decoded together: the decoder's per-step cost is mostly reading weights, which rows share.
-DEFAULT_BATCH_SIZE = 32
-# Above ~20 s Moonshine's text no longer fits its decoder positions reliably.
-MAX_CHUNK_SECONDS = 20.0
 # An encoder bucket pads at most this share of its samples (0.2 s on a 4 s clip). Tight buckets
 # waste little encoder work; decoding groups several buckets, so small buckets cost nothing there.
 MAX_PADDING = 0.05
@@ -101,7 +98,7 @@ def length_buckets(lengths: list[int], max_batch: int, *, max_padding: float = M
     return batches
 
 
-def transcribe_clips(model, processor, audios: list[np.ndarray], *, batch_size: int = DEFAULT_BATCH_SIZE,
+def transcribe_clips(model, processor, audios: list[np.ndarray], *, batch_size: int = DECODE_BATCH_SIZE,
                      max_chunk_seconds: float = MAX_CHUNK_SECONDS, progress: str | None = None) -> list[ClipResult]:
     """One ClipResult per clip, in input order; a clip that fails is reported, never dropped.
 
@@ -197,7 +194,7 @@ def _progress_bar(label: str | None, total_seconds: float):
                 leave=False)
 
 
-def greedy_transcribe(model, processor, audios: list[np.ndarray], *, batch_size: int = DEFAULT_BATCH_SIZE,
+def greedy_transcribe(model, processor, audios: list[np.ndarray], *, batch_size: int = DECODE_BATCH_SIZE,
                       progress: str | None = None) -> list[str]:
     """Texts for `audios` (16 kHz mono float32), in input order; the first failing clip raises."""
     results = transcribe_clips(model, processor, audios, batch_size=batch_size, progress=progress)

@@ -61,14 +61,6 @@ def test_length_buckets(lengths, max_batch, expected):
     assert length_buckets(lengths, max_batch, max_padding=0.15) == expected
 
 
-def test_cli_defaults_match_the_library():
-    from lora_training.evaluation.evaluate import EvalOptions
-
-    options = EvalOptions(manifest="m.jsonl")
-    assert options.batch_size == transcribe.DEFAULT_BATCH_SIZE
-    assert options.max_chunk_seconds == transcribe.MAX_CHUNK_SECONDS
-
-
 @pytest.mark.parametrize("batch_size", [2, 8])
 def test_batched_tokens_equal_each_clip_decoded_alone(batch_size):
     """Buckets and decoding groups change no token: each clip as if encoded and decoded alone.
