@@ -14,7 +14,9 @@ import jiwer
 from lora_training.evaluation.normalize import get_normalizer, normalize_text
 
 # Characters that make a normalised token a "symbol token" for symbol accuracy.
-SYMBOL_CHARS = frozenset("@#/_.+-")
+# Apostrophes are not symbols ("don't"); everything else that survives normalisation inside a
+# token, or stands alone as a dictated symbol, is.
+SYMBOL_CHARS = frozenset("@#/_.+-()[]{}!?:;,=<>*&%$~\\|^")
 
 # A hypothesis loops when an n-gram of 1..MAX_LOOP_NGRAM words repeats LOOP_REPEATS times in a
 # row. Real speech repeats a word three times ("no no no"), rarely four.
@@ -183,8 +185,9 @@ def symbol_accuracy(refs: Sequence[str], hyps: Sequence[str]) -> dict:
     """Share of symbol-bearing reference tokens the hypothesis reproduces exactly.
 
     Tokens come from `normalize_text`, which has already stripped sentence punctuation, so
-    any of `@ # / _ . + -` left in a token is part of it: "dev@example.com", "__init__.py",
-    "v1.2", "c++", "--force", a lone "@" (and also hyphenated words such as "well-known").
+    any symbol left in a token is part of it: "dev@example.com", "__init__.py", "v1.2", "c++",
+    "--force", "print()", "!=", "localhost:8080", a lone "@" or "?" (and also hyphenated words
+    such as "well-known").
     Count-aware per utterance; order is ignored because WER already measures it.
     """
     _check_same_length("symbol_accuracy", refs, hyps)
@@ -255,6 +258,8 @@ def score(
         "normalizer": normalizer,
         "wer": corpus_wer(refs, hyps, normalize),
         "cer": corpus_cer(refs, hyps, normalize),
+        # Case and punctuation as written, for users whose output must match character for character.
+        "exact_wer": corpus_wer(refs, hyps, get_normalizer("exact")),
         "term_recall": term_recall(terms, hyps, seen_terms=seen_terms, vocabulary=vocab),
         "symbol_accuracy": symbol_accuracy(refs, hyps),
         "n_looping": sum(row["looping"] for row in rows),

@@ -1,16 +1,28 @@
-"""Text normalisation shared by every metric, so that scores differ only where words differ.
+"""Text normalisation shared by every metric (and the trainer's evals), so that scores differ only
+where words differ.
 
-Two strategies, chosen by name from `NORMALIZERS`:
+Three strategies, chosen by name from `NORMALIZERS`:
 
-- ``jargon`` (`normalize_text`): the default for WER, CER and symbol accuracy. It forgives
-  case, unicode variants and sentence punctuation, but keeps every symbol inside a token
-  (``dev@example.com``, ``__init__.py``, ``v1.2``, ``c++``, ``--force``, a lone ``@``), because
-  "@" heard as "at" or "WER" as "where" is exactly the error this toolkit exists to fix.
-  Whisper's English normaliser is deliberately not used: it turns ``@ # / _ -`` into spaces.
-- ``safety`` (`normalize_for_safety`): for the general-domain safety WER, where the question
-  is "did the adapter damage ordinary English?". It additionally treats spelled numbers as
-  digits and ignores apostrophes and hyphens, so formatting choices are not counted as damage.
+- ``jargon`` (`normalize_text`): the default for WER, CER, term recall and symbol accuracy. It
+  forgives case (ALL CAPS == lower case), unicode variants, sentence punctuation at a token's
+  edges, and digits vs number words ("one to zero" == "1 to 0"), but keeps every symbol inside
+  a token (``print()``, ``!=``, ``@docs/plan.md``, ``localhost:8080``, ``C++``, ``~/.config/``)
+  and a symbol dictated on its own (``?``, ``/``, ``@``), because "@" heard as "at" or "WER" as
+  "where" is exactly the error this toolkit exists to fix. Whisper's English normaliser is
+  deliberately not used: it turns ``@ # / _ -`` into spaces.
+- ``safety`` (`normalize_for_safety`): for the general-domain safety WER ("did the adapter damage
+  ordinary English?"). It additionally ignores apostrophes and hyphens, so formatting choices
+  are not counted as damage.
+- ``exact``: case and punctuation as written (only unicode form and whitespace are normalised),
+  for users whose output must match character for character.
+
+Number words become digits through text2num's `alpha2digit` (a kept library, the same call for
+every strategy that converts): "twenty five" -> "25", "one hundred and five" -> "105",
+"first" -> "1st", "two point five" -> "2.5". Years read in pairs stay apart ("nineteen eighty
+four" -> "19 84"), on both sides alike.
 """
+
+from __future__ import annotations
 
 import re
 import unicodedata
@@ -26,137 +38,89 @@ _CHAR_MAP = str.maketrans(
         "\u201c": '"', "\u201d": '"', "\u201e": '"', "\u201f": '"', "\u2033": '"',
         "\u00ab": '"', "\u00bb": '"', "`": '"',
         "\u2010": "-", "\u2011": "-", "\u2012": "-", "\u2212": "-",
-        "\u2013": " ", "\u2014": " ", "\u2015": " ",
+        "\u2013": " ", "\u2014": " ", "\u2015": " ", "\u2026": "...",
     }
 )
-
-# (pattern, replacement) applied in order after case folding. A token is a run of non-space
-# characters; "edge" means its first or last characters.
-_PUNCTUATION_STEPS: tuple[tuple[re.Pattern[str], str], ...] = (
-    # Digit grouping: "1,000" and "1000" are the same number.
-    (re.compile(r"(?<=\d),(?=\d{3}(?!\d))"), ""),
-    # Sentence punctuation that is never part of a term: removed wherever it appears.
-    (re.compile(r'[,;!?"()]'), " "),
-    # Opening quotes at a token's start ("'quoted'"); a leading "." stays (".env").
-    (re.compile(r"(?<!\S)'+"), ""),
-    # Full stops, closing quotes and colons at a token's end ("done.", "users'", "Note:");
-    # inside a token they stay ("v1.2", "don't", "std::vector", "localhost:8080").
-    (re.compile(r"[.':]+(?!\S)"), ""),
-    # A dash standing alone is a sentence dash, not a symbol ("wait - what").
-    (re.compile(r"(?<!\S)-+(?!\S)"), " "),
-)
-
-# Extra tolerance for the safety WER: "don't" == "dont", "well-known" == "well known".
-_SAFETY_STEPS: tuple[tuple[re.Pattern[str], str], ...] = (
-    (re.compile(r"'"), ""),
-    (re.compile(r"-"), " "),
-)
-
-_ONES = {
-    word: value
-    for value, word in enumerate(
-        "zero one two three four five six seven eight nine ten eleven twelve thirteen "
-        "fourteen fifteen sixteen seventeen eighteen nineteen".split()
-    )
-}
-_TENS = {
-    word: 10 * value
-    for value, word in enumerate("twenty thirty forty fifty sixty seventy eighty ninety".split(), start=2)
-}
+# Digit grouping: "1,000" and "1000" are the same number.
+_DIGIT_GROUPS = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
+# Sentence punctuation that may close a token ("done.", "fine!", "Note:", "users'") ...
+_CLOSING = set(".,;:!?\"'")
+# ... or open it ("'quoted", "\"hello"); a leading "." stays (".env", "./run.sh").
+_OPENING = set("\"'")
+_BRACKETS = {")": "(", "]": "[", "}": "{"}
+_CLOSERS = {opener: closer for closer, opener in _BRACKETS.items()}
+# A token made only of these is sentence punctuation ("...", " - ", a stray quote), not a symbol.
+_PUNCTUATION_ONLY = set(".,;\"'-")
+# Safety: "don't" == "dont", "well-known" == "well known".
+_SAFETY = re.compile(r"'|-")
 
 
-def _apply(text: str, steps: tuple[tuple[re.Pattern[str], str], ...]) -> str:
-    for pattern, replacement in steps:
-        text = pattern.sub(replacement, text)
-    return text
+def _balanced(text: str, opener: str, closer: str) -> bool:
+    depth = 0
+    for c in text:
+        depth += (c == opener) - (c == closer)
+        if depth < 0:
+            return False
+    return depth == 0
+
+
+def _strip_token(token: str) -> str:
+    """Sentence punctuation off a token's edges; symbols that belong to it stay.
+
+    A closing bracket goes only when it has no partner inside the token ("(really)" -> "really",
+    "print()" stays, "f(x))" -> "f(x)"); a token with no letter or digit is a dictated symbol
+    ("?", "/", "!=") and stays whole, unless it is only sentence punctuation ("...", "-").
+    """
+    if all(c in _PUNCTUATION_ONLY for c in token):
+        return ""
+    if not any(c.isalnum() for c in token):
+        return token
+    while True:
+        before = token
+        if token[-1] in _CLOSING:
+            token = token[:-1]
+        elif token[-1] in _BRACKETS:
+            opener, closer = _BRACKETS[token[-1]], token[-1]
+            if token[0] == opener and _balanced(token[1:-1], opener, closer):
+                token = token[1:-1]
+            elif token.count(closer) > token.count(opener):
+                token = token[:-1]
+        if token and token[0] in _OPENING:
+            token = token[1:]
+        elif token and token[0] in _CLOSERS and token.count(token[0]) > token.count(_CLOSERS[token[0]]):
+            token = token[1:]
+        if not token or token == before or not any(c.isalnum() for c in token):
+            return token
+
+
+def _digits(text: str) -> str:
+    from text_to_num import alpha2digit
+
+    # threshold=0: every number word converts, "one" included, so both sides always agree.
+    return alpha2digit(text, "en", threshold=0) if text else text
 
 
 def normalize_text(text: str) -> str:
-    """Jargon-preserving normalisation: case, unicode and sentence punctuation only.
-
-    NFKC, curly quotes made straight, case folded, `, ; ! ? " ( )` removed, trailing `. ' :`
-    and leading `'` stripped from tokens, lone dashes dropped, whitespace collapsed. Symbols
-    inside tokens are kept so "@" vs "at" and "C++" vs "C plus plus" count as errors.
-    """
+    """Jargon-preserving normalisation: case, unicode, edge punctuation and number words only."""
     text = unicodedata.normalize("NFKC", text).translate(_CHAR_MAP).casefold()
-    return " ".join(_apply(text, _PUNCTUATION_STEPS).split())
-
-
-def _below_hundred(words: list[str], i: int) -> tuple[int, int] | None:
-    if i >= len(words):
-        return None
-    if words[i] in _ONES:
-        return _ONES[words[i]], i + 1
-    if words[i] in _TENS:
-        value = _TENS[words[i]]
-        if i + 1 < len(words) and 1 <= _ONES.get(words[i + 1], 0) <= 9:
-            return value + _ONES[words[i + 1]], i + 2
-        return value, i + 1
-    return None
-
-
-def _with_remainder(
-    value: int, words: list[str], j: int, parse: Callable[[list[str], int], tuple[int, int] | None]
-) -> tuple[int, int]:
-    """Add an optional "[and] <smaller number>" after "hundred"/"thousand"; "and" alone stays a word."""
-    k = j + 1 if j < len(words) and words[j] == "and" else j
-    rest = parse(words, k)
-    if rest is not None and rest[0] > 0:
-        return value + rest[0], rest[1]
-    return value, j
-
-
-def _below_thousand(words: list[str], i: int) -> tuple[int, int] | None:
-    parsed = _below_hundred(words, i)
-    if parsed is None:
-        return None
-    value, j = parsed
-    if 1 <= value <= 9 and j < len(words) and words[j] == "hundred":
-        return _with_remainder(value * 100, words, j + 1, _below_hundred)
-    return parsed
-
-
-def _number(words: list[str], i: int) -> tuple[int, int] | None:
-    parsed = _below_thousand(words, i)
-    if parsed is None:
-        return None
-    value, j = parsed
-    if value > 0 and j < len(words) and words[j] == "thousand":
-        return _with_remainder(value * 1000, words, j + 1, _below_thousand)
-    return parsed
-
-
-def _spelled_numbers_to_digits(text: str) -> str:
-    words = text.split()
-    out: list[str] = []
-    i = 0
-    while i < len(words):
-        parsed = _number(words, i)
-        if parsed is None:
-            out.append(words[i])
-            i += 1
-        else:
-            out.append(str(parsed[0]))
-            i = parsed[1]
-    return " ".join(out)
+    tokens = (_strip_token(t) for t in _DIGIT_GROUPS.sub("", text).split())
+    return " ".join(_digits(" ".join(t for t in tokens if t)).split())
 
 
 def normalize_for_safety(text: str) -> str:
-    """`normalize_text` plus tolerance for formatting choices that are not recognition errors.
+    """`normalize_text`, plus apostrophes dropped and hyphens as spaces: formatting, not damage."""
+    return " ".join(_digits(_SAFETY.sub(lambda m: "" if m.group() == "'" else " ", normalize_text(text))).split())
 
-    Apostrophes are dropped ("don't" == "dont") and hyphens become spaces ("well-known" ==
-    "well known", "twenty-five" == "twenty five"). Spelled cardinal numbers from 0 to 999999
-    become digits, greedily: "twenty five" -> "25", "one hundred and five" -> "105",
-    "twenty five thousand three hundred" -> "25300", "one two three" -> "1 2 3". Not handled:
-    ordinals ("first"), decimals ("two point five"), "a hundred", millions, years read in
-    pairs ("nineteen eighty four" -> "19 84") and mixed forms ("25 thousand").
-    """
-    return _spelled_numbers_to_digits(_apply(normalize_text(text), _SAFETY_STEPS))
+
+def normalize_exact(text: str) -> str:
+    """Case and punctuation as written; only the unicode form and whitespace are normalised."""
+    return " ".join(unicodedata.normalize("NFC", text).split())
 
 
 NORMALIZERS: dict[str, Callable[[str], str]] = {
     "jargon": normalize_text,
     "safety": normalize_for_safety,
+    "exact": normalize_exact,
 }
 
 

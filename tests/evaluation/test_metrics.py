@@ -28,7 +28,10 @@ JARGON_WER_CASES = [
     ("I like Next.js", "i like next js", 2 / 3),
     ("compile C++ code", "compile c plus plus code", 3 / 3),
     ("push --force", "push force", 1 / 2),
-    ("one", "1", 1.0),
+    ("one", "1", 0.0),
+    ("call print() now", "call print now", 1 / 3),
+    ("if a != b", "if a = b", 1 / 4),
+    ("what about this ?", "what about this", 1 / 4),
     ("Hello, World!", "hello world", 0.0),
     ("It's DONE.", "it's done", 0.0),
     ("“Quoted” text — fine.", '"quoted" text fine', 0.0),
@@ -245,8 +248,9 @@ def test_score_uses_manifest_terms_when_given():
 
 
 def test_score_normalizer_is_chosen_by_name():
-    assert score(["one"], ["1"])["wer"] == 1.0
-    assert score(["one"], ["1"], normalizer="safety")["wer"] == 0.0
+    assert score(["It's"], ["its"])["wer"] == 1.0
+    assert score(["It's"], ["its"], normalizer="safety")["wer"] == 0.0
+    assert score(["WER"], ["wer"], normalizer="exact")["wer"] == 1.0
     with pytest.raises(ConfigError):
         score(["one"], ["1"], normalizer="whisper")
 
