@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable, Sequence
 
 import jiwer
 
+from lora_training.evaluation.intervals import rate_interval
 from lora_training.evaluation.normalize import get_normalizer, normalize_text
 
 # Characters that make a normalised token a "symbol token" for symbol accuracy.
@@ -83,6 +84,19 @@ def corpus_cer(
 ) -> float:
     """Corpus character error rate on normalised text (spaces count as characters, as in jiwer)."""
     return _corpus_error_rate(refs, hyps, normalizer, jiwer.process_characters, len)
+
+
+def edit_counts(ref: str, hyp: str, normalizer: Callable[[str], str] = normalize_text) -> dict[str, int]:
+    """One utterance's word and character edits and reference units, under the corpus rules
+    (an empty reference makes every hypothesis unit an insertion), so corpus rates are their sums."""
+    r, h = normalizer(ref), normalizer(hyp)
+    if not r:
+        return {"errors": len(h.split()), "words": 0, "char_errors": len(h), "chars": 0}
+    words, chars = jiwer.process_words(r, h), jiwer.process_characters(r, h)
+    return {"errors": words.substitutions + words.deletions + words.insertions,
+            "words": words.hits + words.substitutions + words.deletions,
+            "char_errors": chars.substitutions + chars.deletions + chars.insertions,
+            "chars": chars.hits + chars.substitutions + chars.deletions}
 
 
 def utterance_wer(ref: str, hyp: str, normalizer: Callable[[str], str] = normalize_text) -> float:
@@ -245,22 +259,30 @@ def score(
     rows = []
     for ref, hyp, ref_terms in zip(refs, hyps, terms):
         hit, missed = _match_terms(ref_terms, hyp)
+        counts = edit_counts(ref, hyp, normalize)
         rows.append(
             {
-                "wer": utterance_wer(ref, hyp, normalize),
+                "wer": counts["errors"] / max(counts["words"], 1),
+                **counts,
                 "terms_hit": hit,
                 "terms_missed": missed,
                 "looping": repetition_flag(hyp),
             }
         )
+    recall = term_recall(terms, hyps, seen_terms=seen_terms, vocabulary=vocab)
+    recall["overall"]["interval"] = rate_interval([len(r["terms_hit"]) for r in rows],
+                                                  [len(r["terms_hit"]) + len(r["terms_missed"]) for r in rows])
     return {
         "n_utterances": len(refs),
+        "n_words": sum(r["words"] for r in rows),
         "normalizer": normalizer,
         "wer": corpus_wer(refs, hyps, normalize),
+        "wer_interval": rate_interval([r["errors"] for r in rows], [r["words"] for r in rows]),
         "cer": corpus_cer(refs, hyps, normalize),
+        "cer_interval": rate_interval([r["char_errors"] for r in rows], [r["chars"] for r in rows]),
         # Case and punctuation as written, for users whose output must match character for character.
         "exact_wer": corpus_wer(refs, hyps, get_normalizer("exact")),
-        "term_recall": term_recall(terms, hyps, seen_terms=seen_terms, vocabulary=vocab),
+        "term_recall": recall,
         "symbol_accuracy": symbol_accuracy(refs, hyps),
         "n_looping": sum(row["looping"] for row in rows),
         "per_utterance": rows,

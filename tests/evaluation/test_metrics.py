@@ -226,23 +226,24 @@ def test_score_summary_from_vocabulary():
     assert result["wer"] == pytest.approx(11 / 10)
     assert 0.0 < result["cer"] < result["wer"]
     recall = result["term_recall"]
-    assert recall["overall"] == {"hits": 2, "total": 3, "recall": pytest.approx(2 / 3)}
+    assert recall["overall"] == {"hits": 2, "total": 3, "recall": pytest.approx(2 / 3), "interval": [0.0, 1.0]}
     assert recall["seen"] == {"hits": 1, "total": 1, "recall": 1.0}
     assert recall["unseen"] == {"hits": 1, "total": 2, "recall": 0.5}
     assert recall["false_alarms"] == {"total": 3, "per_term": {"kubectl": 3}}
     assert result["symbol_accuracy"] == {"hits": 0, "total": 1, "accuracy": 0.0}
     assert result["n_looping"] == 1
-    assert result["per_utterance"] == [
-        {"wer": 1.25, "terms_hit": [], "terms_missed": ["@"], "looping": False},
-        {"wer": 0.0, "terms_hit": ["WER"], "terms_missed": [], "looping": False},
-        {"wer": 2.0, "terms_hit": ["kubectl"], "terms_missed": [], "looping": True},
+    keys = ("wer", "errors", "words", "terms_hit", "terms_missed", "looping")
+    assert [{k: row[k] for k in keys} for row in result["per_utterance"]] == [
+        {"wer": 1.25, "errors": 5, "words": 4, "terms_hit": [], "terms_missed": ["@"], "looping": False},
+        {"wer": 0.0, "errors": 0, "words": 3, "terms_hit": ["WER"], "terms_missed": [], "looping": False},
+        {"wer": 2.0, "errors": 6, "words": 3, "terms_hit": ["kubectl"], "terms_missed": [], "looping": True},
     ]
     assert json.loads(json.dumps(result)) == result
 
 
 def test_score_uses_manifest_terms_when_given():
     result = score(REFS, HYPS, terms=[["dev@example.com"], ["WER"], []])
-    assert result["term_recall"]["overall"] == {"hits": 1, "total": 2, "recall": 0.5}
+    assert result["term_recall"]["overall"] == {"hits": 1, "total": 2, "recall": 0.5, "interval": [0.0, 1.0]}
     assert result["term_recall"]["false_alarms"] is None
     assert result["per_utterance"][0]["terms_missed"] == ["dev@example.com"]
 
@@ -258,3 +259,13 @@ def test_score_normalizer_is_chosen_by_name():
 def test_score_rejects_terms_of_wrong_length():
     with pytest.raises(ValueError, match="score: terms"):
         score(REFS, HYPS, terms=[["WER"]])
+
+
+def test_score_counts_add_up_to_the_corpus_rates():
+    result = score(REFS, HYPS)
+    rows = result["per_utterance"]
+    assert result["n_words"] == sum(r["words"] for r in rows)
+    assert result["wer"] == pytest.approx(sum(r["errors"] for r in rows) / sum(r["words"] for r in rows))
+    assert result["cer"] == pytest.approx(sum(r["char_errors"] for r in rows) / sum(r["chars"] for r in rows))
+    low, high = result["wer_interval"]
+    assert low <= result["wer"] <= high
