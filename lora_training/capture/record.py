@@ -136,7 +136,7 @@ def load_prompts(vocabulary: str | os.PathLike, count: int, *, seed: int = 0,
     vocab = load_vocabulary(vocabulary)
     if sentences is not None:
         return sentences_from_file(sentences, vocab, seed=seed)[:count]
-    return generate_sentences(vocab, count, seed=seed, min_per_term=1)
+    return generate_sentences(vocab, count, seed=seed, min_per_term=1, stream="record")
 
 
 @dataclass

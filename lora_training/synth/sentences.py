@@ -152,8 +152,14 @@ def speak(text: str, vocabulary: Vocabulary, rng: random.Random) -> tuple[str, l
     return _term_pattern(tuple(vocabulary.written_forms())).sub(replace, text), found
 
 
+# Recording prompts and synthetic sentences come from disjoint template families, so no synthetic
+# sentence can ever repeat a prompt the user read (which is eval material after the split): a leak
+# excluded by construction, whatever the seeds and counts.
+STREAMS = {"record": TEMPLATES[0::2], "synth": TEMPLATES[1::2]}
+
+
 def generate_sentences(
-    vocabulary: Vocabulary, count: int, *, seed: int = 0, min_per_term: int = 3
+    vocabulary: Vocabulary, count: int, *, seed: int = 0, min_per_term: int = 3, stream: str = "synth"
 ) -> list[GeneratedSentence]:
     """`count` sentences in which every term appears in at least `min_per_term` of them.
 
@@ -172,14 +178,17 @@ def generate_sentences(
             f"count: too few sentences to cover {len(written)} terms {min_per_term} times each "
             f"with up to {max_slots} terms per sentence, expected at least {minimum}, got {count}"
         )
-    rng = random.Random(seed)
+    if stream not in STREAMS:
+        raise ConfigError(f"stream: unknown {stream!r}, expected one of {', '.join(STREAMS)}")
+    templates = STREAMS[stream]
+    rng = random.Random(f"{stream}/{seed}")
     uses = {term: 0 for term in written}
     templates_seen: dict[str, set[str]] = {term: set() for term in written}
-    template_uses = {template.id: 0 for template in TEMPLATES}
+    template_uses = {template.id: 0 for template in templates}
     sentences = []
     for index in range(count):
         need = _slots_needed(uses, min_per_term, count - index, max_slots)
-        eligible = [t for t in TEMPLATES if need <= t.slots <= max_slots]
+        eligible = [t for t in templates if need <= t.slots <= max_slots]
         eligible.sort(key=lambda t: (template_uses[t.id], rng.random()))
         sentence = _first_fitting(eligible, vocabulary, uses, templates_seen, rng)
         template_uses[sentence.template] += 1

@@ -88,11 +88,12 @@ def test_terms_spread_over_templates_and_combined(vocab, generated):
             templates[term].add(s.template)
             partners[term].update(set(s.terms) - {term})
     assert {w: len(templates[w]) for w in vocab.written_forms() if len(templates[w]) < 3} == {}
-    # ~9 uses per term over 50 templates: a term should never need to repeat a template.
+    # ~9 uses per term over the stream's 25 templates (not all fit every term): a term repeats a
+    # template at most once, and only a few terms do.
     repeats = Counter(term for s in generated for term in s.terms) - Counter({w: len(templates[w]) for w in templates})
-    assert +repeats == Counter()
+    assert max(repeats.values(), default=0) <= 1 and sum(repeats.values()) <= len(vocab.written_forms()) // 8
     assert {w: len(partners[w]) for w in vocab.written_forms() if len(partners[w]) < 3} == {}
-    assert len({s.template for s in generated}) == len(sentences.TEMPLATES)
+    assert len({s.template for s in generated}) == len(sentences.STREAMS["synth"])
 
 
 def test_minimum_count_still_covers(vocab):
@@ -194,7 +195,7 @@ def test_too_small_count_names_minimum(vocab):
 
 def test_swallowed_term_is_reported(monkeypatch):
     vocab = parse_vocabulary("git rebase\ngit | get\n", source="v.txt")
-    monkeypatch.setattr(sentences, "TEMPLATES", [Template("t", "Try {a} rebase.")])
+    monkeypatch.setitem(sentences.STREAMS, "synth", [Template("t", "Try {a} rebase.")])
     with pytest.raises(ConfigError, match=r"v.txt:2: term 'git' merges"):
         generate_sentences(vocab, 2, min_per_term=1)
 
@@ -222,3 +223,18 @@ def test_sentences_from_file_errors(tmp_path):
     empty.write_text("\n  \n")
     with pytest.raises(ConfigError, match=rf"{empty}: no sentences"):
         sentences_from_file(empty, SMALL)
+
+
+def test_recording_prompts_and_synthetic_sentences_never_share_a_sentence():
+    """`record --count 100` then `synth --count 500`, both with their defaults: no eval leak."""
+    from lora_training.capture.record import RecordOptions, load_prompts
+    from lora_training.evaluation.normalize import normalize_text
+    from lora_training.synth.synthesize import SynthConfig
+
+    vocab_path = example_vocabulary_path()
+    record, synth = RecordOptions(), SynthConfig(vocabulary=str(vocab_path))
+    prompts = load_prompts(vocab_path, record.count, seed=record.seed)
+    synthetic = generate_sentences(load_vocabulary(vocab_path), synth.count, seed=synth.seed,
+                                   min_per_term=synth.min_per_term)
+    assert len(prompts) == 100 and len(synthetic) == 500
+    assert {normalize_text(p.text) for p in prompts} & {normalize_text(s.text) for s in synthetic} == set()
