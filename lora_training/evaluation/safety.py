@@ -8,6 +8,13 @@ general-domain recordings for a broader check.
 
 The manifest and its 16 kHz wavs are built once into the user cache, in a folder keyed by the
 sources' names, sizes, mtimes and transcripts, so an upgraded package is never served stale.
+
+The set is split once, reproducibly (by a hash of each clip's id, so adding a package's clip
+never moves another), into a *measurement* half, which every safety WER reads, and a *replay*
+half, which training may mix in against forgetting. A run never uses both: a safety score on
+clips the adapter trained on would hide the damage it measures. Both halves hold the same
+voices (one telephone voice dominates), so replay protects that voice's English more than
+English in general.
 """
 
 from __future__ import annotations
@@ -27,8 +34,9 @@ ASTERISK_SOUNDS = Path("/usr/share/asterisk/sounds/en")
 # The prompts' text index ships in asterisk-core-sounds-en (a dependency of the -wav package).
 ASTERISK_INDEX = Path("/usr/share/doc/asterisk-core-sounds-en/core-sounds-en.txt.gz")
 LIBRIVOX = Path("/usr/share/pocketsphinx/test/data/librivox")
-# Bump when the selection or conversion changes: the cache key includes it.
-BUILDER_VERSION = 1
+# Bump when the selection, conversion or split changes: the cache key includes it.
+BUILDER_VERSION = 2
+HALVES = ("measure", "replay")
 # Prompts under 3 s are single words ("Activated."); over 20 s they would need chunking.
 MIN_PROMPT_SECONDS = 3.0
 MAX_PROMPT_SECONDS = 20.0
@@ -112,8 +120,15 @@ def _cache_key(sources: list[SafetySource]) -> str:
     return hashlib.sha256(json.dumps([BUILDER_VERSION, listing]).encode()).hexdigest()[:12]
 
 
-def builtin_safety_manifest() -> Path:
-    """The built-in safety manifest (16 kHz wavs beside it), built into the user cache on first use."""
+def half_of(clip_id: str) -> str:
+    """`measure` or `replay` for a clip, from a hash of its id: stable, and about half each."""
+    return HALVES[hashlib.sha256(clip_id.encode("utf-8")).digest()[0] & 1]
+
+
+def builtin_safety_manifest(half: str | None = "measure") -> Path:
+    """One half of the built-in safety set (None: all of it), built into the user cache on first use."""
+    if half is not None and half not in HALVES:
+        raise ConfigError(f"safety half: unknown {half!r}, expected one of {', '.join(HALVES)}")
     from lora_training.atomic import atomic_replace_dir, atomic_write_json, staging_dir
     from lora_training.data.audio import SAMPLE_RATE, load_audio, write_wav
     from lora_training.data.manifest import Utterance, save_manifest
@@ -121,7 +136,7 @@ def builtin_safety_manifest() -> Path:
 
     sources = find_sources()
     folder = cache_root() / "safety" / f"builtin-{_cache_key(sources)}"
-    manifest = folder / "manifest.jsonl"
+    manifest = folder / f"{half or 'manifest'}.jsonl"
     if manifest.is_file():
         return manifest
     staging = staging_dir(folder)
@@ -133,8 +148,12 @@ def builtin_safety_manifest() -> Path:
             utterances.append(Utterance(audio=str(wav), text=source.text, id=source.id, source="real",
                                         duration=round(len(samples) / SAMPLE_RATE, 3), speaker=source.speaker))
         save_manifest(staging / "manifest.jsonl", utterances)
+        for name in HALVES:
+            save_manifest(staging / f"{name}.jsonl", [u for u in utterances if half_of(u.id) == name])
         atomic_write_json(staging / "about.json", {"description": DESCRIPTION, "packages": list(DEBIAN_PACKAGES),
-                                                   "utterances": len(utterances), "builder_version": BUILDER_VERSION})
+                                                   "utterances": len(utterances), "builder_version": BUILDER_VERSION,
+                                                   "halves": {h: sum(half_of(u.id) == h for u in utterances)
+                                                              for h in HALVES}})
         atomic_replace_dir(staging, folder)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

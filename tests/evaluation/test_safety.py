@@ -11,7 +11,7 @@ from lora_training.evaluation.evaluate import safety_clips
 
 def test_builtin_manifest_is_built_once_from_the_packages(tmp_path, monkeypatch):
     monkeypatch.setenv("LORA_TRAINING_CACHE", str(tmp_path))
-    path = safety.builtin_safety_manifest()
+    path = safety.builtin_safety_manifest(None)
     assert path.parent.parent == tmp_path / "safety"
     utts = load_manifest(path)
     by_speaker = {s: [u for u in utts if u.speaker == s] for s in ("asterisk-allison", "librivox-austen")}
@@ -28,7 +28,17 @@ def test_builtin_manifest_is_built_once_from_the_packages(tmp_path, monkeypatch)
     assert len({u.text.casefold() for u in utts}) == len(utts)  # duplicate prompts kept once
 
     mtime = path.stat().st_mtime_ns
-    assert safety.builtin_safety_manifest() == path and path.stat().st_mtime_ns == mtime
+    assert safety.builtin_safety_manifest(None) == path and path.stat().st_mtime_ns == mtime
+
+
+def test_measurement_and_replay_halves_split_the_set_once(tmp_path, monkeypatch):
+    monkeypatch.setenv("LORA_TRAINING_CACHE", str(tmp_path))
+    every = {u.id for u in load_manifest(safety.builtin_safety_manifest(None))}
+    measure = {u.id for u in load_manifest(safety.builtin_safety_manifest("measure"))}
+    replay = {u.id for u in load_manifest(safety.builtin_safety_manifest("replay"))}
+    assert measure | replay == every and not measure & replay
+    assert 0.35 < len(measure) / len(every) < 0.65
+    assert safety.builtin_safety_manifest() == safety.builtin_safety_manifest("measure")
 
 
 def test_safety_subset_is_evenly_spaced(tmp_path, monkeypatch):
