@@ -70,3 +70,21 @@ def within_noise(interval: list[float] | None) -> bool | None:
     if interval is None:
         return None
     return interval[0] <= 0 <= interval[1]
+
+
+def paired_deltas(base_rows: list[dict], new_rows: list[dict]) -> dict[str, list[float] | None]:
+    """Paired 95% intervals of new - base for WER, CER and term recall, from two systems' per-utterance
+    rows of `metrics.score` on the same utterances, in the same order."""
+    if len(base_rows) != len(new_rows):
+        raise ValueError(f"paired_deltas: rows differ, expected the same utterances, got {len(base_rows)} "
+                         f"and {len(new_rows)}")
+    terms = [len(r["terms_hit"]) + len(r["terms_missed"]) for r in base_rows]
+    # Recall counts hits, where WER counts errors: the sign of "better" is opposite, the maths the same.
+    return {
+        "wer": paired_delta_interval([r["errors"] for r in base_rows], [r["errors"] for r in new_rows],
+                                     [r["words"] for r in base_rows]),
+        "cer": paired_delta_interval([r["char_errors"] for r in base_rows], [r["char_errors"] for r in new_rows],
+                                     [r["chars"] for r in base_rows]),
+        "term_recall": paired_delta_interval([len(r["terms_hit"]) for r in base_rows],
+                                             [len(r["terms_hit"]) for r in new_rows], terms),
+    }

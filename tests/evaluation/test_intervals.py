@@ -47,3 +47,15 @@ def test_identical_systems_are_within_noise():
     words, base = _corpus(30)
     assert within_noise(paired_delta_interval(base, base, words)) is True
     assert within_noise(None) is None
+
+
+def test_paired_deltas_from_score_rows():
+    from lora_training.evaluation.intervals import paired_deltas
+    from lora_training.evaluation.metrics import score
+
+    refs = [f"run kubectl apply number {i}" for i in range(12)]
+    base = score(refs, [r.replace("kubectl", "cube control") for r in refs], terms=[["kubectl"]] * 12)
+    new = score(refs, refs, terms=[["kubectl"]] * 12)
+    out = paired_deltas(base["per_utterance"], new["per_utterance"])
+    assert out["wer"][1] < 0 and out["term_recall"][0] > 0
+    assert within_noise(out["wer"]) is False
