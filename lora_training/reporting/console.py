@@ -29,18 +29,38 @@ _ROWS = (
     ("looping outputs", "n_looping", True, False),
 )
 BETTER, WORSE = "green", "red"
+# Where a score summary keeps each metric's 95% interval (metrics.score).
+_INTERVALS = {"wer": ("wer_interval",), "cer": ("cer_interval",), "term_recall": ("term_recall", "overall", "interval")}
 
 
 def _value(value, is_pct: bool) -> str:
     return percent(value) if is_pct else ("-" if value is None else str(value))
 
 
-def _delta(delta, lower_is_better: bool, is_pct: bool) -> Text:
+def _interval(summary: dict | None, name: str) -> list[float] | None:
+    value: Any = summary
+    for key in _INTERVALS.get(name, ("-",)):
+        value = value.get(key) if isinstance(value, dict) else None
+    return value
+
+
+def _span(interval: list[float] | None, signed: bool = False) -> str:
+    if not interval:
+        return ""
+    spec = "+.1f" if signed else ".1f"
+    return f" [{100 * interval[0]:{spec}}, {100 * interval[1]:{spec}}]"
+
+
+def _delta(delta, lower_is_better: bool, is_pct: bool, interval: list[float] | None = None) -> Text:
+    """The change, with its paired interval; a change whose interval holds zero is "within noise"."""
     if delta is None:
         return Text("-")
     shown = f"{100 * delta:+.2f} pts" if is_pct else f"{delta:+d}" if isinstance(delta, int) else f"{delta:+g}"
+    shown += _span(interval, signed=True)
     if delta == 0:
         return Text(shown, style="dim")
+    if interval and interval[0] <= 0 <= interval[1]:
+        return Text(shown + " within noise", style="dim")
     return Text(shown, style=BETTER if (delta < 0) == lower_is_better else WORSE)
 
 
@@ -68,10 +88,11 @@ def summary_table(result: dict[str, Any]) -> Table:
             values = [metric(summary.get(s), name) for s in systems]
             if all(v is None for v in values):
                 continue
-            cells = [_value(v, is_pct) for v in values]
+            cells = [_value(v, is_pct) + _span(_interval(summary.get(s), name)) for v, s in zip(values, systems)]
             if name.startswith("term_recall"):
                 cells = [f"{c} ({_hits(summary.get(s), name)})" if c != "-" else c for c, s in zip(cells, systems)]
-            extra = [_delta((summary["delta"] or {}).get(name), lower, is_pct)] if both else []
+            intervals = summary.get("delta_interval") or {}
+            extra = [_delta((summary["delta"] or {}).get(name), lower, is_pct, intervals.get(name))] if both else []
             table.add_row(label, *cells, *extra)
     safety = result.get("safety")
     if safety:
@@ -79,9 +100,16 @@ def summary_table(result: dict[str, Any]) -> Table:
         extra = []
         if both:
             d = safety["delta_wer_points"]
+            span = _span(safety.get("delta_interval"), signed=True)
             extra = [Text("-") if d is None else
-                     Text(f"{d:+.2f} pts", style=BETTER if d <= safety["budget_wer_points"] else WORSE)]
-        table.add_row(f"safety WER ({safety['n_utterances']} clips)", *[percent(v) for v in values], *extra)
+                     Text(f"{d:+.2f} pts{span}", style=BETTER if d <= safety["budget_wer_points"] else WORSE)]
+        cells = [percent(v) + _span((safety.get(s) or {}).get("wer_interval")) for v, s in zip(values, systems)]
+        table.add_row(f"safety WER ({safety['n_utterances']} clips)", *cells, *extra)
+    counted = next((summary[s] for s in systems if summary.get(s)), None)
+    if counted and counted.get("wer_interval"):
+        table.caption = (f"[..]: 95% interval, bootstrap over {counted['n_utterances']} utterances "
+                         f"({counted['n_words']} words); change: paired bootstrap")
+        table.caption_justify = "left"
     timing = result["timing"]
     table.add_row("real-time factor", *[_value((timing.get(s) or {}).get("rtf"), False) for s in systems],
                   *([Text("")] if both else []))
