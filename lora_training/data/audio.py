@@ -6,8 +6,10 @@ means nothing downstream has to know what rate or channel layout the user record
 
 from __future__ import annotations
 
+import errno
 import io
 import os
+import stat
 from collections import OrderedDict
 from pathlib import Path
 
@@ -28,11 +30,32 @@ FRAME = SAMPLE_RATE * 25 // 1000
 HOP = SAMPLE_RATE // 100
 
 
+def audio_path_problem(path: str | os.PathLike) -> str | None:
+    """Why `path` cannot be opened as a clip (`what, expected X`; the caller adds `got`), or None.
+
+    A folder, a symlink loop and a dangling link each get their own words: "not found" for a
+    file that is plainly there sends the user looking in the wrong place.
+    """
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return "audio path is a symlink loop, expected a link that ends at a file"
+        if os.path.islink(path):
+            return f"audio path is a broken symlink to {os.readlink(path)}, expected a link to an existing file"
+        return "audio file not found, expected an existing file"
+    if stat.S_ISDIR(st.st_mode):
+        return "audio path is a folder, expected an audio file"
+    if not stat.S_ISREG(st.st_mode):
+        return "audio path is not a regular file, expected an audio file"
+    return None
+
+
 def _require_file(path: Path) -> None:
-    if not path.exists():
-        raise AudioError(f"{path}: audio file not found, expected an existing file")
-    if not path.is_file():
-        raise AudioError(f"{path}: not a file, expected an audio file, got a folder or special file")
+    if (problem := audio_path_problem(path)) is not None:
+        raise AudioError(f"{path}: {problem}")
+    if path.stat().st_size == 0:  # libsndfile would say "Format not recognised"
+        raise AudioError(f"{path}: empty audio file, expected wav/flac/ogg/mp3 data, got 0 bytes")
 
 
 def load_audio(

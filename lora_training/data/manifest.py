@@ -3,6 +3,9 @@
 Relative audio paths resolve against the manifest's own folder, so a manifest moved together
 with its audio keeps working. Loading validates every line and reports all problems at once,
 because fixing a 500-line recording session one error per run is miserable.
+
+Lines end at `\n` only, and the writer escapes U+2028, U+2029 and U+0085 (JSON allows them raw
+inside strings, but editors and `str.splitlines` break lines there), so any text round-trips.
 """
 
 from __future__ import annotations
@@ -11,18 +14,26 @@ import hashlib
 import json
 import math
 import os
+import unicodedata
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
-from lora_training.atomic import atomic_write_text
-from lora_training.data.audio import MAX_SECONDS, MIN_SECONDS, audio_duration
+from lora_training.atomic import atomic_write_bytes, atomic_write_files
+from lora_training.data.audio import MAX_SECONDS, MIN_SECONDS, audio_duration, audio_path_problem
 from lora_training.errors import AudioError, LoraTrainingError, ManifestError
 
 if TYPE_CHECKING:
     from lora_training.config import ExperimentConfig
 
 SOURCES = ("real", "synthetic")
+# A clip is at most 30 s, and fast speech is ~15 characters a second (~450 per clip), so 2000
+# leaves room for written forms longer than their speech (URLs, code) while catching a pasted
+# document or a shifted column, which would otherwise fail only at training, on label length
+# (Moonshine has 194 decoder positions; the trainer checks the exact token count).
+MAX_TEXT_CHARS = 2000
+# Characters that end a line for `str.splitlines` and editors but that JSON leaves raw in strings.
+_LINE_BREAKS = {0x85: "\\u0085", 0x2028: "\\u2028", 0x2029: "\\u2029"}
 
 
 @dataclass
@@ -56,12 +67,20 @@ FIELDS = tuple(f.name for f in fields(Utterance))
 
 
 def _got(value: Any) -> str:
+    """JSON of `value`, cut at 60 characters, with invisible characters spelled `\\uXXXX` so a
+    zero-width text or a line separator neither hides in nor breaks the one-line message."""
     text = json.dumps(value, ensure_ascii=False)
-    return text if len(text) <= 60 else text[:57] + "..."
+    text = text if len(text) <= 60 else text[:57] + "..."
+    return "".join(c if c.isprintable() else f"\\u{ord(c):04x}" for c in text)
+
+
+def _visible(text: str) -> str:
+    """`text` without format characters (zero-width spaces and joiners, direction marks) and edge space."""
+    return "".join(c for c in text if unicodedata.category(c) != "Cf").strip()
 
 
 def _is_nonempty_str(value: Any) -> bool:
-    return isinstance(value, str) and value.strip() != ""
+    return isinstance(value, str) and _visible(value) != ""
 
 
 def field_problems(d: Any) -> list[str]:
@@ -75,8 +94,15 @@ def field_problems(d: Any) -> list[str]:
     for key in ("audio", "text"):
         if key not in d:
             problems.append(f"missing {key!r}, expected a non-empty string")
+        elif isinstance(d[key], str) and d[key].strip() and not _visible(d[key]):
+            problems.append(f"invisible {key!r}, expected visible characters, got only zero-width or format "
+                            f"characters {_got(d[key])}")
         elif not _is_nonempty_str(d[key]):
             problems.append(f"empty or invalid {key!r}, expected a non-empty string, got {_got(d[key])}")
+    text = d.get("text")
+    if isinstance(text, str) and len(text) > MAX_TEXT_CHARS:
+        problems.append(f"'text' too long, expected at most {MAX_TEXT_CHARS} characters (a 30 s clip holds "
+                        f"about 450), got {len(text)} characters starting {_got(text[:40])}")
     for key in ("id", "speaker", "spoken"):
         if d.get(key) is not None and not _is_nonempty_str(d[key]):
             problems.append(f"invalid {key!r}, expected a non-empty string, got {_got(d[key])}")
@@ -94,6 +120,13 @@ def field_problems(d: Any) -> list[str]:
     terms = d.get("terms")
     if terms is not None and not (isinstance(terms, list) and all(_is_nonempty_str(t) for t in terms)):
         problems.append(f"invalid 'terms', expected a list of non-empty strings, got {_got(terms)}")
+    elif terms is not None and _is_nonempty_str(text):
+        # Ignoring case, so "kubectl" at the start of a sentence still counts; a term absent from
+        # its own text is a typo or a shifted row, and its recall would be measured against nothing.
+        for term in terms:
+            if term.casefold() not in text.casefold():
+                problems.append(f"term {term!r} not in 'text', expected each term to occur in the text "
+                                f"(ignoring case), got {_got(text)}")
     return problems
 
 
@@ -109,17 +142,24 @@ def load_manifest(path: str | os.PathLike, *, check_audio: bool = True) -> list[
     An absent `id` becomes the audio path relative to the manifest folder: stable across
     runs and unique per file, so evaluation results can be joined by id.
     """
-    path = Path(path)
+    return [utt for _, utt in _read_rows(Path(path), check_audio)]
+
+
+def _read_rows(path: Path, check_audio: bool) -> list[tuple[int, Utterance]]:
+    """`load_manifest` with each utterance's line number, for messages that point at the line."""
     if not path.is_file():
         raise ManifestError([f"{path}: manifest not found, expected an existing JSONL file"])
     try:
-        lines = path.read_text(encoding="utf-8-sig").splitlines()
+        # split("\n"), not splitlines(): a U+2028 inside a text is not the end of a line.
+        lines = path.read_text(encoding="utf-8-sig").split("\n")
     except (OSError, UnicodeDecodeError) as e:
-        raise ManifestError([f"{path}: unreadable manifest, expected UTF-8 JSONL, got error: {e}"]) from e
+        reason = e.strerror if isinstance(e, OSError) else e
+        raise ManifestError([f"{path}: unreadable manifest, expected UTF-8 JSONL, got error: {reason}"]) from e
     folder = _absolute(path).parent
     problems: list[str] = []
-    utterances: list[Utterance] = []
+    rows: list[tuple[int, Utterance]] = []
     first_line_of_id: dict[str, int] = {}
+    first_of_audio: dict[str, tuple[int, str]] = {}
     for lineno, line in enumerate(lines, start=1):
         if not line.strip():
             continue
@@ -138,9 +178,16 @@ def load_manifest(path: str | os.PathLike, *, check_audio: bool = True) -> list[
             continue
         utt = Utterance(**d)
         audio = Path(os.path.normpath(folder / utt.audio))
-        if check_audio and not audio.is_file():
-            problems.append(f"{where}: audio file not found, expected an existing file, got {audio}")
+        if check_audio and (problem := audio_path_problem(audio)) is not None:
+            problems.append(f"{where}: {problem}, got {audio}")
         utt.audio = str(audio)
+        # One clip, two transcripts: training would pull it toward both. The same pair twice is
+        # fine (`mix` repeats rows to upsample).
+        first, first_text = first_of_audio.setdefault(utt.audio, (lineno, utt.text))
+        if first_text != utt.text:
+            problems.append(f"{where}: audio {d['audio']!r} already listed on line {first} with another text, "
+                            f"expected one transcript per clip, got {_got(utt.text)} here and "
+                            f"{_got(first_text)} there")
         if utt.id is None:
             utt.id = os.path.relpath(audio, folder).replace(os.sep, "/")
         if utt.id in first_line_of_id:
@@ -148,12 +195,12 @@ def load_manifest(path: str | os.PathLike, *, check_audio: bool = True) -> list[
             problems.append(f"{where}: duplicate id {utt.id!r}, expected unique ids, got it already on line {first}")
         else:
             first_line_of_id[utt.id] = lineno
-        utterances.append(utt)
+        rows.append((lineno, utt))
     if problems:
         raise ManifestError(problems)
-    if not utterances:
+    if not rows:
         raise ManifestError([f"{path}: empty manifest, expected at least one utterance line, got none"])
-    return utterances
+    return rows
 
 
 def save_manifest(path: str | os.PathLike, utterances: Iterable[Utterance]) -> Path:
@@ -162,6 +209,17 @@ def save_manifest(path: str | os.PathLike, utterances: Iterable[Utterance]) -> P
     Relative `audio` paths on Utterance objects are taken relative to the current directory,
     like any Python path; those from load_manifest are already absolute.
     """
+    return atomic_write_bytes(path, manifest_bytes(path, utterances))
+
+
+def save_manifests(manifests: dict[str | os.PathLike, Iterable[Utterance]]) -> list[Path]:
+    """Several manifests as one change (`split`'s two sides): every one is validated and
+    serialised first, and either all are replaced or none."""
+    return atomic_write_files({path: manifest_bytes(path, utts) for path, utts in manifests.items()})
+
+
+def manifest_bytes(path: str | os.PathLike, utterances: Iterable[Utterance]) -> bytes:
+    """The JSONL `save_manifest` writes at `path`; raises ManifestError before anything is written."""
     path = Path(path)
     folder = _absolute(path).parent
     lines = []
@@ -171,8 +229,8 @@ def save_manifest(path: str | os.PathLike, utterances: Iterable[Utterance]) -> P
         if problems:
             raise ManifestError([f"{path}: utterance {utt.id or i}: {p}" for p in problems])
         d["audio"] = os.path.relpath(_absolute(utt.audio), folder).replace(os.sep, "/")
-        lines.append(json.dumps(d, ensure_ascii=False) + "\n")
-    return atomic_write_text(path, "".join(lines))
+        lines.append(json.dumps(d, ensure_ascii=False).translate(_LINE_BREAKS) + "\n")
+    return "".join(lines).encode("utf-8")
 
 
 def load_manifests(cfg: ExperimentConfig) -> dict[str, list[Utterance]]:
@@ -229,15 +287,15 @@ def validate_manifests(paths: Iterable[str | os.PathLike]) -> list[dict[str, Any
     for path in paths:
         result: dict[str, Any] = {"path": str(path), "ok": False, "utterances": 0, "hours": 0.0, "problems": []}
         try:
-            utterances = load_manifest(path)
+            rows = _read_rows(Path(path), check_audio=True)
         except ManifestError as e:
             result["problems"] = e.problems
             results.append(result)
             continue
         # Lengths come from the headers, not the `duration` fields: the files are what is checked.
         measured: list[Utterance] = []
-        for utt in utterances:
-            where = f"{path}: utterance {utt.id}"
+        for lineno, utt in rows:
+            where = f"{path}:{lineno}"
             try:
                 duration = audio_duration(utt.audio)
             except AudioError as e:
@@ -250,6 +308,6 @@ def validate_manifests(paths: Iterable[str | os.PathLike]) -> list[dict[str, Any
                 )
             measured.append(replace(utt, duration=duration))
         hours = total_seconds(measured) / 3600
-        result.update(ok=not result["problems"], utterances=len(utterances), hours=hours)
+        result.update(ok=not result["problems"], utterances=len(rows), hours=hours)
         results.append(result)
     return results

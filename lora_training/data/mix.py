@@ -5,6 +5,10 @@ a target ratio (`real=1,synthetic=3`) keeps as many rows as possible at that pro
 sampling down whichever source is in excess, and `upsample_real` repeats the real rows first
 when they should weigh more than their count. Every row keeps its `source`, so evaluation and
 the report can still tell the two apart.
+
+Rows without a `source` take it from `SOURCE=PATH`, else `--default-source`; failing both, rows
+of a manifest with no synthetic row are the user's recordings (every manifest made outside the
+toolkit looks like that) and count as real, which the summary says.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from lora_training.atomic import check_outputs
 from lora_training.data.manifest import SOURCES, Utterance, load_manifest, save_manifest, total_seconds
 from lora_training.errors import ConfigError, ManifestError
 from lora_training.options import option
@@ -49,6 +54,7 @@ class MixSummary:
     utterances: int
     hours: float
     sources: list[SourceSummary]
+    notes: list[str]  # sources the mix inferred, e.g. "12 rows without `source` in a.jsonl counted as real"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -61,6 +67,7 @@ class MixSummary:
                 f"  {s.source:<10} {s.selected:>6} rows ({share:.0%}), {s.hours:.2f} h, "
                 f"{s.distinct} of {s.available} distinct rows used"
             )
+        lines += [f"  note: {note}" for note in self.notes]
         return "\n".join(lines)
 
 
@@ -119,7 +126,9 @@ def mix_manifests(options: MixOptions) -> MixSummary:
     specs = [parse_input(spec) for spec in inputs]
     if not specs:
         raise ConfigError("inputs: no manifest, expected at least one manifest to mix, got none")
-    loaded = _load_all(specs, default_source)
+    check_outputs({"output": output}, {f"inputs[{i}]": spec.path for i, spec in enumerate(specs)})
+    notes: list[str] = []
+    loaded = _load_all(specs, default_source, notes)
     pools: dict[str, list[Utterance]] = {}
     for rows in loaded:
         for utt in rows:
@@ -151,13 +160,13 @@ def mix_manifests(options: MixOptions) -> MixSummary:
         ))
     return MixSummary(
         output=str(output), seed=seed, ratio=ratio, upsample_real=upsample_real, utterances=len(mixed),
-        hours=sum(s.hours for s in summaries), sources=summaries,
+        hours=sum(s.hours for s in summaries), sources=summaries, notes=notes,
     )
 
 
-def _load_all(specs: list[MixInput], default_source: str | None) -> list[list[Utterance]]:
+def _load_all(specs: list[MixInput], default_source: str | None, notes: list[str]) -> list[list[Utterance]]:
     """Every input loaded, with its source filled in and ids made unique across inputs;
-    problems in all inputs are reported together."""
+    problems in all inputs are reported together, inferred sources appended to `notes`."""
     problems: list[str] = []
     loaded: list[list[Utterance]] = []
     for spec in specs:
@@ -170,10 +179,15 @@ def _load_all(specs: list[MixInput], default_source: str | None) -> list[list[Ut
         fallback = spec.source or default_source
         missing = sum(1 for u in rows if u.source is None)
         if missing and fallback is None:
-            problems.append(
-                f"{spec.path}: {missing} row(s) without 'source', expected a source for every row, got none "
-                f"(name it: real={spec.path}, or pass --default-source)"
-            )
+            if any(u.source == "synthetic" for u in rows):  # part synthetic: the rest could be either
+                problems.append(
+                    f"{spec.path}: {missing} row(s) without 'source' beside synthetic rows, expected a source for "
+                    f"every row, got none (name it: real={spec.path}, or pass --default-source)"
+                )
+            else:
+                fallback = "real"
+                notes.append(f"{missing} row(s) without `source` in {spec.path} counted as real "
+                             f"(name it synthetic={spec.path} if they are not)")
         loaded.append([replace(u, source=u.source or fallback) for u in rows])
     if problems:
         raise ManifestError(problems)

@@ -6,13 +6,13 @@ WER would measure memorisation of that sentence rather than generalisation to ne
 
 from __future__ import annotations
 
-import os
 import random
 import unicodedata
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from lora_training.data.manifest import Utterance, load_manifest, save_manifest, total_seconds
+from lora_training.atomic import check_outputs
+from lora_training.data.manifest import Utterance, load_manifest, save_manifests, total_seconds
 from lora_training.errors import ConfigError
 from lora_training.options import option
 
@@ -90,15 +90,18 @@ class SplitOptions:
 
 
 def split_dataset(options: SplitOptions) -> SplitSummary:
-    """Split `input` into two manifests by sentence group; deterministic for a given seed."""
+    """Split `input` into two manifests by sentence group; deterministic for a given seed.
+
+    Both outputs are checked (not the input, not each other, writable) before the input is read,
+    and written as one change: a failure leaves neither side half-updated.
+    """
     input, train_out, eval_out = options.input, options.train_out, options.eval_out
     eval_fraction, seed = options.eval_fraction, options.seed
     if not (isinstance(eval_fraction, (int, float)) and 0 < eval_fraction < 1):
         raise ConfigError(
             f"eval_fraction: out of range, expected a number strictly between 0 and 1, got {eval_fraction!r}"
         )
-    if os.path.abspath(train_out) == os.path.abspath(eval_out):
-        raise ConfigError(f"{train_out}: train and eval outputs are the same file, expected two different paths")
+    check_outputs({"train_out": train_out, "eval_out": eval_out}, {"input": input})
     utterances = load_manifest(input)
     n = len(utterances)
     if n < MIN_UTTERANCES:
@@ -142,6 +145,5 @@ def split_dataset(options: SplitOptions) -> SplitSummary:
         eval=SideSummary(str(eval_out), len(evals), _hours(evals), len(eval_terms)),
         unseen_eval_terms=len(eval_terms - train_terms),
     )
-    save_manifest(train_out, train)
-    save_manifest(eval_out, evals)
+    save_manifests({train_out: train, eval_out: evals})
     return summary

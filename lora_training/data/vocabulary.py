@@ -6,9 +6,15 @@ One term per line, `written | spoken | spoken …`:
     dev@example.com | dev at example dot com
     C# | c sharp            # trailing comment
     pytest                  # no spoken form: said as written
+    ls \\| grep | ls pipe grep
 
 The written form is the label the model must produce; each spoken form is one way a person
 says it (and what TTS reads). Blank lines are ignored.
+
+Separators: every unescaped `|` separates two forms. A `|` with text glued to both sides
+(`a|b`) is an error, since it reads as much like a literal bar (a shell pipe) as a separator:
+write ` | ` to separate or `\\|` for a literal bar. `\\\\` is a literal backslash; a backslash
+before any other character is kept as it is (`C:\\Users`).
 
 Comments: a line whose first non-blank character is `#` is a comment, and so is everything
 from a `#` that follows whitespace. A `#` glued to text (`C#`, `F#`) is part of the term.
@@ -17,14 +23,13 @@ Write `\\#` for a literal `#` where it would otherwise start a comment (`\\#incl
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from lora_training.errors import ConfigError
 
-# A `#` at the start of the line or after whitespace, unless escaped as `\#`.
-_COMMENT = re.compile(r"(?:^|(?<=\s))(?<!\\)#.*$")
+# Characters a backslash makes literal.
+_ESCAPABLE = "\\|#"
 
 
 class VocabularyError(ConfigError):
@@ -85,12 +90,20 @@ def parse_vocabulary(text: str, source: str | Path = "<string>") -> Vocabulary:
     terms: list[Term] = []
     problems: list[str] = []
     first_line: dict[str, int] = {}
-    for number, raw in enumerate(text.splitlines(), start=1):
-        line = _COMMENT.sub("", raw).replace("\\#", "#").strip()
-        if not line:
+    # split("\n"), not splitlines(): a U+2028 in a term is not the end of its line.
+    for number, raw in enumerate(text.split("\n"), start=1):
+        parts, glued = _fields(raw)
+        line = raw.strip()
+        if parts == [""]:
             continue
         where = f"{source}:{number}"
-        parts = [part.strip() for part in line.split("|")]
+        for left, right in glued:
+            problems.append(
+                f"{where}: ambiguous '|' between {left!r} and {right!r}, expected ' | ' (spaces around it) "
+                f"between written and spoken forms or '\\|' for a literal bar, got {line!r}"
+            )
+        if glued:
+            continue
         written, spoken = parts[0], parts[1:]
         if not any(parts):
             problems.append(f"{where}: '|' with nothing around it, expected 'written | spoken', got {line!r}")
@@ -115,3 +128,30 @@ def parse_vocabulary(text: str, source: str | Path = "<string>") -> Vocabulary:
     if problems:
         raise VocabularyError(problems)
     return Vocabulary(terms=terms, path=source)
+
+
+def _fields(raw: str) -> tuple[list[str], list[tuple[str, str]]]:
+    """One line's `|`-separated forms (escapes resolved, comment cut off, stripped), and the
+    characters around each `|` glued to text on both sides."""
+    fields: list[str] = []
+    current: list[str] = []
+    glued: list[tuple[str, str]] = []
+    i = 0
+    while i < len(raw):
+        char = raw[i]
+        if char == "\\" and i + 1 < len(raw) and raw[i + 1] in _ESCAPABLE:
+            current.append(raw[i + 1])
+            i += 2
+            continue
+        if char == "#" and (i == 0 or raw[i - 1].isspace()):
+            break
+        if char == "|":
+            if 0 < i < len(raw) - 1 and not raw[i - 1].isspace() and not raw[i + 1].isspace():
+                glued.append((raw[i - 1], raw[i + 1]))
+            fields.append("".join(current).strip())
+            current = []
+        else:
+            current.append(char)
+        i += 1
+    fields.append("".join(current).strip())
+    return fields, glued

@@ -204,7 +204,8 @@ def sentences_from_file(path: str | Path, vocabulary: Vocabulary, *, seed: int =
     generated ones; `template` records `file:line` so every sentence can be traced back."""
     path = Path(path)
     try:
-        lines = path.read_text(encoding="utf-8-sig").splitlines()
+        # "\n" only: a U+2028 inside a sentence is not the end of its line.
+        lines = [line.rstrip("\r") for line in path.read_text(encoding="utf-8-sig").split("\n")]
     except FileNotFoundError as e:
         raise ConfigError(f"{path}: sentences file not found, expected one sentence per line, got no file") from e
     except UnicodeDecodeError as e:

@@ -3,7 +3,9 @@
 The run is resumable: a clip's id is a hash of everything that shapes its audio (text, spoken
 form, backend, augmentation, seed), the output manifest is checkpointed every few seconds and
 on exit (Ctrl-C included), and a re-run keeps every listed clip whose file is still a valid
-16 kHz clip. Sentences the gate dropped are tried again on a re-run.
+16 kHz clip. Sentences the gate dropped are tried again on a re-run. A run that would drop
+clips the manifest lists (a smaller `--count`, another seed) is refused unless `--overwrite`,
+and then the summary counts what was removed.
 """
 
 from __future__ import annotations
@@ -17,12 +19,12 @@ import statistics
 import time
 from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
+from lora_training.atomic import check_outputs
 from lora_training.data.audio import MAX_SECONDS, MIN_SECONDS, SAMPLE_RATE, write_wav
 from lora_training.data.manifest import Utterance, load_manifest, save_manifest, total_seconds
 from lora_training.data.vocabulary import load_vocabulary
@@ -32,6 +34,7 @@ from lora_training.options import option
 from lora_training.synth import gate as gates
 from lora_training.synth.augment import augment
 from lora_training.synth.sentences import GeneratedSentence, generate_sentences, sentences_from_file
+from lora_training.synth.summary import SynthSummary
 from lora_training.synth.tts import BACKENDS, BackendOptions, Clip, TtsBackend
 
 SILENCE_SECONDS = (0.25, 0.5)
@@ -64,6 +67,8 @@ class SynthConfig:
     gate_max_cer: float = option(gates.DEFAULT_MAX_CER, "highest character error rate (letters only) against the "
                              "spoken text that a kept clip may have")
     gate_retries: int = option(gates.DEFAULT_RETRIES, "regenerations (new seed and voice) before a sentence is dropped")
+    overwrite: bool = option(False, "drop the clips an existing --output lists that this run would not make again "
+                                    "(a smaller --count, another --seed); without it such a run is refused")
 
     def __post_init__(self) -> None:
         self.exclude_voices = tuple(self.exclude_voices)
@@ -101,55 +106,6 @@ class Job:
         return random.Random(f"{self.id}/{self.attempt}")
 
 
-@dataclass
-class SynthSummary:
-    output: str
-    audio_dir: str
-    backend: str
-    sentences: int
-    clips: int  # rows in the manifest: resumed + kept
-    resumed: int  # valid clips of an earlier run, kept as they were
-    synthesized: int  # TTS calls this run, regenerations included
-    kept: int
-    regenerated: int
-    dropped: int
-    hours: float
-    seconds: float
-    clips_per_second: float  # kept this run / wall time, model loading included
-    gate: dict | None
-    gate_cer: dict | None  # mean / max over clips kept this run
-    terms: dict  # coverage: count, min_uses, below_min
-    dropped_examples: list[dict]
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def render(self) -> str:
-        lines = [
-            f"{self.output}: {self.clips} clips ({self.hours * 60:.1f} min of audio) for {self.sentences} sentences, "
-            f"backend {self.backend}",
-            f"  this run: {self.kept} clips kept in {self.seconds:.1f} s ({self.clips_per_second:.2f} clips/s), "
-            f"{self.synthesized} synthesized, {self.resumed} resumed from an earlier run",
-        ]
-        if self.gate is None:
-            lines.append(f"  quality gate: off, {self.kept} kept unheard")
-        else:
-            cer = f", kept CER mean {self.gate_cer['mean']:.2f} max {self.gate_cer['max']:.2f}" if self.gate_cer else ""
-            lines.append(
-                f"  quality gate (max CER {self.gate['max_cer']:g}, {self.gate['retries']} retries): "
-                f"{self.kept} kept, {self.regenerated} regenerated, {self.dropped} dropped{cer}"
-            )
-        for example in self.dropped_examples:
-            lines.append(f"    dropped {example['id']}: said {example['spoken']!r}, "
-                         f"heard {example['transcript']!r}")
-        terms = self.terms
-        if terms["count"]:
-            below = f", below {terms['min_per_term']}: {', '.join(terms['below_min'])}" if terms["below_min"] else ""
-            lines.append(f"  terms: {terms['count']} covered at least {terms['min_uses']} times{below}")
-        lines.append(f"  audio: {self.audio_dir}")
-        return "\n".join(lines)
-
-
 def audio_dir_for(output: str | Path) -> Path:
     """`data/synthetic_train.jsonl` → `data/synthetic_train_audio/`."""
     output = Path(output)
@@ -176,12 +132,16 @@ class SynthRun:
                            reference_manifest=cfg.reference_manifest)
         )
         self.rows: dict[str, Utterance] = {}
+        self.stale: list[Utterance] = []  # an earlier run's rows this run will not make again
         self.counts = Counter()
         self.kept_cers: list[float] = []
         self.dropped: list[dict] = []
         self._saved_at = time.monotonic()
 
     def setup(self) -> list[Job]:
+        inputs = {"vocabulary": self.cfg.vocabulary, "sentences": self.cfg.sentences,
+                  "reference_manifest": self.cfg.reference_manifest}
+        check_outputs({"output": self.output}, {name: path for name, path in inputs.items() if path is not None})
         sentences = self._sentences()
         self.backend.check()
         fingerprint = "\n".join([self.backend.fingerprint(), f"augment={self.cfg.augment}", f"seed={self.cfg.seed}"])
@@ -208,6 +168,7 @@ class SynthRun:
                 self._generate(todo)
         finally:
             self._save()
+            self._remove_stale()
         if not self.rows:
             raise LoraTrainingError(
                 f"{self.output}: no clip kept, expected at least one of {len(self.jobs)} sentences to pass the "
@@ -236,10 +197,27 @@ class SynthRun:
                 "to resume or a new path, got one that synthesis would overwrite"
             )
         wanted = {job.id for job in self.jobs}
+        self.stale = [utt for utt in earlier if utt.id not in wanted]
+        if self.stale and not self.cfg.overwrite:
+            raise ConfigError(
+                f"{self.output}: holds {len(earlier)} clips, {len(self.stale)} of which this run would not make "
+                f"again (e.g. {self.stale[0].id}), expected a run that keeps every listed clip, got "
+                f"{len(self.jobs)} sentences (repeat the earlier --count and --seed, choose another --output, "
+                "or pass --overwrite to remove them)"
+            )
         return {
             utt.id: utt for utt in earlier
             if utt.id in wanted and Path(utt.audio) == self._clip_path(utt.id) and _valid_clip(utt.audio)
         }
+
+    def _remove_stale(self) -> None:
+        """After the manifest stopped listing them (--overwrite): delete the stale rows' clips,
+        only those this toolkit named in its own audio folder."""
+        for utt in self.stale:
+            if Path(utt.audio) == self._clip_path(utt.id):
+                Path(utt.audio).unlink(missing_ok=True)
+        self.counts["removed"] = len(self.stale)
+        self.stale = []
 
     def _clip_path(self, clip_id: str) -> Path:
         return Path(os.path.abspath(self.audio_dir / f"{clip_id}.wav"))
@@ -331,6 +309,7 @@ class SynthRun:
             sentences=len(self.jobs),
             clips=len(rows),
             resumed=self.counts["resumed"],
+            removed=self.counts["removed"],
             synthesized=self.counts["synthesized"],
             kept=self.counts["keep"],
             regenerated=self.counts["regenerate"],
@@ -373,7 +352,8 @@ def _plain_sentences(path: str) -> list[GeneratedSentence]:
     """`--sentences` without a vocabulary: each line is spoken as written and has no terms."""
     file = Path(path)
     try:
-        lines = file.read_text(encoding="utf-8-sig").splitlines()
+        # "\n" only: a U+2028 inside a sentence is not the end of its line.
+        lines = [line.rstrip("\r") for line in file.read_text(encoding="utf-8-sig").split("\n")]
     except FileNotFoundError as e:
         raise ConfigError(f"{file}: sentences file not found, expected one sentence per line, got no file") from e
     sentences = [

@@ -94,8 +94,8 @@ def test_five_defects_are_reported_together_with_file_and_line(tmp_path):
         json.dumps({"audio": "ok.wav", "id": "u2"}),
         "",
         json.dumps({"audio": "missing.wav", "text": "where", "id": "u3"}),
-        json.dumps({"audio": "ok.wav", "text": "again", "id": "u1"}),
-        json.dumps({"audio": "ok.wav", "text": "extra", "id": "u5", "lang": "en"}),
+        json.dumps({"audio": "ok.wav", "text": "fine", "id": "u1"}),
+        json.dumps({"audio": "ok.wav", "text": "fine", "id": "u5", "lang": "en"}),
     ]
     path = tmp_path / "bad.jsonl"
     path.write_text("\n".join(lines) + "\n")
@@ -156,8 +156,8 @@ def test_validate_manifests_reports_hours_and_bad_clips(tmp_path):
     [g, b, missing] = validate_manifests([good, bad, tmp_path / "none.jsonl"])
     assert g["ok"] and g["utterances"] == 4 and g["hours"] == pytest.approx(3.6 / 3600)
     assert not b["ok"] and len(b["problems"]) == 2
-    assert "utterance audio/utt_0000.wav: clip length out of range" in b["problems"][0]
-    assert "utt_0001.wav: unreadable audio" in b["problems"][1]
+    assert b["problems"][0].startswith(f"{bad}:1: clip length out of range")
+    assert b["problems"][1].startswith(f"{bad}:2: ") and "utt_0001.wav: unreadable audio" in b["problems"][1]
     assert not missing["ok"] and "manifest not found" in missing["problems"][0]
 
 

@@ -79,8 +79,15 @@ def test_rows_without_source_take_it_from_the_input_or_the_default(tmp_path, syn
     assert _sources(tmp_path / "a.jsonl") == {"real": 3, "synthetic": 20}
     mix_manifests(MixOptions([bare, synthetic], tmp_path / "b.jsonl", default_source="synthetic"))
     assert _sources(tmp_path / "b.jsonl") == {"synthetic": 23}
-    with pytest.raises(ManifestError, match=r"3 row\(s\) without 'source'.*real="):
-        mix_manifests(MixOptions([bare, synthetic], tmp_path / "c.jsonl"))
+    summary = mix_manifests(MixOptions([bare, synthetic], tmp_path / "c.jsonl"))
+    assert _sources(tmp_path / "c.jsonl") == {"real": 3, "synthetic": 20}
+    assert summary.notes == [f"3 row(s) without `source` in {bare} counted as real (name it synthetic={bare} "
+                             "if they are not)"]
+    assert "note: 3 row(s) without `source`" in summary.render()
+    half = _manifest(tmp_path / "half", 2, "synthetic")
+    save_manifest(half, [replace(u, source=None) if i == 0 else u for i, u in enumerate(load_manifest(half))])
+    with pytest.raises(ManifestError, match=r"1 row\(s\) without 'source' beside synthetic rows.*real="):
+        mix_manifests(MixOptions([half, bare], tmp_path / "d.jsonl"))
 
 
 def test_clashing_ids_get_their_manifest_name(tmp_path):

@@ -64,7 +64,8 @@ def test_same_seed_same_split_other_seed_different(tmp_path):
 
 def test_terms_summary_counts_unseen_eval_terms(tmp_path):
     terms = [["kubectl"], ["kubectl", "Grafana"], None, ["PagerDuty"], ["Grafana"], None]
-    manifest = make_manifest(tmp_path / "data", 6, terms=terms, seconds=0.4)
+    texts = [f"sentence {i} about {' and '.join(t or ['nothing'])}" for i, t in enumerate(terms)]
+    manifest = make_manifest(tmp_path / "data", 6, texts=texts, terms=terms, seconds=0.4)
     summary, train, evals = _split(tmp_path, manifest, eval_fraction=0.5)
     train_terms = {t for u in train for t in u.terms or ()}
     eval_terms = {t for u in evals for t in u.terms or ()}

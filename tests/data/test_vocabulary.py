@@ -20,7 +20,9 @@ C# | C sharp # comment right after the term
 F#
 \\#include | hash include
 WER | W E R | word error rate
-git rebase|git re base
+git rebase |git re base
+ls \\| grep | ls pipe grep
+C:\\Users\\\\me | c users me
 """
 
 
@@ -35,6 +37,8 @@ def test_parse_terms_alternatives_and_comments():
         Term("#include", ["hash include"], 9),
         Term("WER", ["W E R", "word error rate"], 10),
         Term("git rebase", ["git re base"], 11),
+        Term("ls | grep", ["ls pipe grep"], 12),
+        Term("C:\\Users\\me", ["c users me"], 13),
     ]
 
 
@@ -54,6 +58,8 @@ def test_written_forms_and_lookup():
         ("kubectl | cube control |", "empty spoken form #2"),
         ("|", "'|' with nothing around it"),
         (" | | ", "'|' with nothing around it"),
+        ("a|b", "ambiguous '|' between 'a' and 'b'"),
+        ("ls|grep | ls pipe grep", "ambiguous '|' between 's' and 'g', expected ' | '"),
     ],
 )
 def test_each_error_names_file_and_line(line, fragment):

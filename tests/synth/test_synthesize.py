@@ -99,9 +99,17 @@ def test_second_run_regenerates_nothing_and_a_broken_clip_is_redone(tmp_path, vo
 def test_a_changed_seed_makes_new_clips(tmp_path, vocabulary):
     cfg = SynthConfig(vocabulary=vocabulary, count=3, min_per_term=1, output=str(tmp_path / "s.jsonl"), gate=False)
     ids = {r.id for r in (synthesize_dataset(cfg, progress=False), load_manifest(cfg.output))[1]}
+    old_clips = {r.audio for r in load_manifest(cfg.output)}
     cfg.seed = 1
-    assert synthesize_dataset(cfg, progress=False).resumed == 0
+    with pytest.raises(ConfigError, match=r"s.jsonl: holds 3 clips, 3 of which this run would not make again.*"
+                                          r"--overwrite"):
+        synthesize_dataset(cfg, progress=False)
+    assert {r.id for r in load_manifest(cfg.output)} == ids
+    cfg.overwrite = True
+    summary = synthesize_dataset(cfg, progress=False)
+    assert (summary.resumed, summary.removed) == (0, 3) and "removed (--overwrite): 3 clips" in summary.render()
     assert not ids & {r.id for r in load_manifest(cfg.output)}
+    assert not any(os.path.exists(a) for a in old_clips)
 
 
 def test_refuses_to_overwrite_a_manifest_of_real_recordings(tmp_path, vocabulary):
