@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,28 +62,31 @@ class ExperimentConfig:
     num_threads: int = option(0, "torch CPU threads (0: all cores, at most 8)")
 
     def __post_init__(self) -> None:
-        problems: list[str] = []
+        # Types first, from the annotations (a hand-edited config.json can hold anything); the
+        # value checks below then run only on fields of the right type, and every problem is reported.
+        hints = typing.get_type_hints(type(self))
+        problems = [p for f in dataclasses.fields(self) if (p := _type_problem(f.name, hints[f.name], getattr(self, f.name)))]
+        mistyped = {p.split(":", 1)[0] for p in problems}
 
-        def need(ok: bool, name: str, expected: str) -> None:
-            if not ok:
+        def need(name: str, ok: typing.Callable[[Any], bool], expected: str) -> None:
+            if name not in mistyped and not ok(getattr(self, name)):
                 problems.append(f"{name}: expected {expected}, got {getattr(self, name)!r}")
 
         for name in ("max_steps", "eval_interval", "log_interval", "batch_size", "grad_accum", "eval_batch_size", "lora_r", "lora_alpha"):
-            need(isinstance(getattr(self, name), int) and getattr(self, name) > 0, name, "a positive integer")
+            need(name, lambda v: v > 0, "a positive integer")
         for name in ("checkpoint_interval", "warmup_steps", "early_stop_patience", "num_threads"):
-            need(isinstance(getattr(self, name), int) and getattr(self, name) >= 0, name, "an integer >= 0")
-        need(isinstance(self.lr, (int, float)) and 0 < self.lr < 1, "lr", "a number in (0, 1), e.g. 3e-4")
-        need(0 <= self.lora_dropout < 1, "lora_dropout", "a number in [0, 1)")
-        need(0 <= self.replay_ratio <= 10, "replay_ratio", "a number in [0, 10]")
-        need(self.weight_decay >= 0, "weight_decay", "a number >= 0")
-        need(self.max_grad_norm >= 0, "max_grad_norm", "a number >= 0 (0 disables clipping)")
-        need(self.adapter_sites in ADAPTER_SITES, "adapter_sites", f"one of {', '.join(ADAPTER_SITES)}")
-        need(self.device in DEVICES, "device", f"one of {', '.join(DEVICES)}")
-        need(self.precision in PRECISIONS, "precision", f"one of {', '.join(PRECISIONS)}")
-        need(bool(self.target_modules) and all(isinstance(m, str) and m for m in self.target_modules),
-             "target_modules", "a non-empty list of layer names such as q_proj v_proj")
-        need(bool(self.model_id), "model_id", "a hub id, a folder or embedded:moonshine-base")
-        if self.replay_ratio > 0 and not self.replay_manifest:
+            need(name, lambda v: v >= 0, "an integer >= 0")
+        need("lr", lambda v: 0 < v < 1, "a number in (0, 1), e.g. 3e-4")
+        need("lora_dropout", lambda v: 0 <= v < 1, "a number in [0, 1)")
+        need("replay_ratio", lambda v: 0 <= v <= 10, "a number in [0, 10]")
+        need("weight_decay", lambda v: v >= 0, "a number >= 0")
+        need("max_grad_norm", lambda v: v >= 0, "a number >= 0 (0 disables clipping)")
+        need("adapter_sites", lambda v: v in ADAPTER_SITES, f"one of {', '.join(ADAPTER_SITES)}")
+        need("device", lambda v: v in DEVICES, f"one of {', '.join(DEVICES)}")
+        need("precision", lambda v: v in PRECISIONS, f"one of {', '.join(PRECISIONS)}")
+        need("target_modules", lambda v: bool(v) and all(v), "a non-empty list of layer names such as q_proj v_proj")
+        need("model_id", lambda v: bool(v.strip()), "a hub id, a folder or embedded:moonshine-base")
+        if "replay_ratio" not in mistyped and self.replay_ratio > 0 and not self.replay_manifest:
             problems.append("replay_ratio: a ratio > 0 needs --replay-manifest, got none (set it or use --replay-ratio 0)")
         if problems:
             raise ConfigError("invalid experiment config: " + "; ".join(problems))
@@ -101,7 +106,10 @@ class ExperimentConfig:
             raise ConfigError(
                 f"{source}: unknown key(s) {', '.join(unknown)}, expected only: {', '.join(sorted(known))}"
             )
-        return cls(**data)
+        try:
+            return cls(**data)
+        except ConfigError as e:
+            raise ConfigError(f"{source}: {e}") from e
 
     def with_absolute_paths(self, base: str | os.PathLike = ".") -> "ExperimentConfig":
         """Paths as absolute, so the background process finds them whatever its working folder."""
@@ -132,6 +140,31 @@ class ExperimentConfig:
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: expected a JSON object, got {type(data).__name__}")
         return cls.from_dict(data, source=str(path))
+
+
+def _type_problem(name: str, hint: Any, value: Any) -> str | None:
+    """`name: expected <type>, got <value>` when `value` does not fit the annotation, else None.
+    bool is not an int here, although Python says it is: `"max_steps": true` is a mistake."""
+    options = typing.get_args(hint)
+    optional = type(None) in options
+    if optional:  # `X | None`: None is a value, anything else must be an X
+        if value is None:
+            return None
+        hint = next(o for o in options if o is not type(None))
+    if typing.get_origin(hint) is list:
+        ok, expected = isinstance(value, list) and all(isinstance(v, str) for v in value), "a list of strings"
+    elif hint is bool:
+        ok, expected = isinstance(value, bool), "true or false"
+    elif hint is int:
+        ok, expected = isinstance(value, int) and not isinstance(value, bool), "an integer"
+    elif hint is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        expected = "a finite number"
+    elif hint is str:
+        ok, expected = isinstance(value, str), "a string"
+    else:
+        raise TypeError(f"ExperimentConfig.{name}: no type check for {hint!r}")  # a new kind of field: add one
+    return None if ok else f"{name}: expected {expected}{' or null' if optional else ''}, got {value!r}"
 
 
 def adapter_kind(config: dict[str, Any]) -> str:

@@ -196,7 +196,7 @@ def _pipeline(args) -> int:
 
     opts = build(args, PipelineOptions)
     pipeline = load_pipeline(opts.config, outputs=opts.outputs)
-    state = run_pipeline(pipeline, resume=opts.resume, fail_stage=opts.fail_stage)
+    state = run_pipeline(pipeline, resume=opts.resume, overwrite=opts.overwrite, fail_stage=opts.fail_stage)
     print(f"pipeline {pipeline.name}: {state['phase']}")
     return 0
 
@@ -301,12 +301,9 @@ def _add_display_options(p) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
 
 
-# Options of `transcribe` that `evaluate NAME` takes from the run instead.
-_FROM_RUN = ("model_id", "adapter_dir", "manifest", "audio", "output", "baseline", "vocabulary", "safety_manifest",
-             "max_chunk_seconds")
-
-
 def add_evaluation_commands(cmd: Commands) -> None:
+    from lora_training.runners.evaluation import FROM_RUN
+
     p = cmd.add("transcribe", "transcribe a manifest or audio files with a base model and/or adapter; score, "
                 "compare, gate safety", "lora_training.evaluation.evaluate:EvalOptions",
                 description="Transcribe with the base model and (with --adapter-dir) the adapter merged into it, "
@@ -319,7 +316,7 @@ def add_evaluation_commands(cmd: Commands) -> None:
                 "lora_training.runners.evaluation:EvaluateRunOptions",
                 description="Writes outputs/NAME/eval_results.json. Exit status 1 when a clip failed or the safety "
                 "budget was exceeded.")
-    cmd.extend(p, "evaluate", "lora_training.evaluation.evaluate:EvalOptions", skip=_FROM_RUN)
+    cmd.extend(p, "evaluate", "lora_training.evaluation.evaluate:EvalOptions", skip=FROM_RUN)
     _add_display_options(p)
     p.set_defaults(handler=_evaluate)
 

@@ -14,21 +14,18 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import os
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 from lora_training.config import adapter_kind
 from lora_training.defaults import DECODE_BATCH_SIZE, DEVICES, MAX_CHUNK_SECONDS, MODEL_REFERENCE_HELP, default_model
 from lora_training.errors import ConfigError, LoraTrainingError
+from lora_training.evaluation.inputs import (BUILTIN, Clip, audio_clips, check_output, failure_record, load_clip_audio,
+                                             manifest_clips, safety_clips)
 from lora_training.options import option
 from lora_training.runs.results import SCHEMA_VERSION, SYSTEMS, write_results
-
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
-BUILTIN = "builtin"
 
 
 @dataclass
@@ -80,75 +77,6 @@ class EvalOptions:
             raise ConfigError("invalid evaluation options: " + "; ".join(problems))
 
 
-@dataclass
-class Clip:
-    """One input clip: a manifest utterance, or an audio file without a reference."""
-
-    id: str
-    audio: str
-    ref: str | None = None
-    terms: list[str] | None = None
-
-
-# --- inputs -----------------------------------------------------------------------------
-
-def manifest_clips(path: str | os.PathLike) -> list[Clip]:
-    """Clips of a manifest; missing audio becomes a per-clip failure later, not an error here."""
-    from lora_training.data.manifest import load_manifest
-
-    return [Clip(u.id, u.audio, u.text, u.terms) for u in load_manifest(path, check_audio=False)]
-
-
-def audio_clips(paths: list[str]) -> list[Clip]:
-    """Clips for audio files and every audio file under folders (recursively, sorted)."""
-    clips = []
-    for given in paths:
-        path = Path(given)
-        if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())
-            if not found:
-                raise ConfigError(f"{path}: no audio files, expected {' '.join(AUDIO_SUFFIXES)} files in the folder")
-            clips += [Clip(str(Path(given) / p.relative_to(path)), str(p)) for p in found]
-        else:
-            clips.append(Clip(str(given), str(path)))
-    ids = [c.id for c in clips]
-    duplicates = sorted({i for i in ids if ids.count(i) > 1})
-    if duplicates:
-        raise ConfigError(f"--audio: the same file given twice, expected each once, got {', '.join(duplicates[:3])}")
-    return clips
-
-
-def safety_clips(reference: str, limit: int) -> tuple[str, str | None, list[Clip]]:
-    """(manifest path, description, clips) of the safety set; `limit` keeps N evenly spaced clips."""
-    from lora_training.evaluation.safety import DESCRIPTION, builtin_safety_manifest
-
-    if reference == BUILTIN:
-        path, description = str(builtin_safety_manifest()), DESCRIPTION
-    else:
-        path, description = reference, None
-    clips = manifest_clips(path)
-    if 0 < limit < len(clips):
-        clips = [clips[i * len(clips) // limit] for i in range(limit)]
-    return path, description, clips
-
-
-def load_clip_audio(clips: list[Clip], set_name: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Decoded audio by clip id, and one failure record per clip that could not be read."""
-    from lora_training.data.audio import load_audio
-
-    audio, failures = {}, []
-    for clip in clips:
-        try:
-            audio[clip.id] = load_audio(clip.audio, max_seconds=None)
-        except LoraTrainingError as e:
-            failures.append(_failure(clip, set_name, "audio", None, str(e)))
-    return audio, failures
-
-
-def _failure(clip: Clip, set_name: str, stage: str, system: str | None, error: str) -> dict[str, Any]:
-    return {"id": clip.id, "audio": clip.audio, "set": set_name, "stage": stage, "system": system, "error": error}
-
-
 # --- the run ----------------------------------------------------------------------------
 
 class _Evaluator:
@@ -180,7 +108,7 @@ class _Evaluator:
         out = {}
         for clip, result in zip(todo, results):
             if result.error:
-                self.failures.append(_failure(clip, set_name, "transcribe", system, result.error))
+                self.failures.append(failure_record(clip, set_name, "transcribe", system, result.error))
             else:
                 out[clip.id] = {"hyp": result.text, "chunks": result.chunks}
         return out
@@ -193,7 +121,13 @@ def run_evaluation(options: EvalOptions, *, progress: bool = False) -> dict[str,
     started = time.perf_counter()
     ev = _Evaluator(options, progress)
 
-    # Cheap checks and decoding first: a wrong path fails before a model is loaded.
+    # Cheap checks and decoding first: a wrong path fails before a model is loaded, and an
+    # unwritable output before a clip is decoded (minutes of work would be lost at the end).
+    if options.output:
+        safety_path = None if options.safety_manifest == BUILTIN else options.safety_manifest
+        check_output(options.output, {"manifest": options.manifest, "vocabulary": options.vocabulary,
+                                      "safety_manifest": safety_path,
+                                      **{f"audio {i}": a for i, a in enumerate(options.audio, start=1)}})
     sidecar = _sidecar(options.adapter_dir)
     model_id = options.model_id or (sidecar or {}).get("base_model") or default_model("transcribe")
     clips = manifest_clips(options.manifest) if options.manifest else audio_clips(options.audio)

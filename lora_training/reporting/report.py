@@ -343,12 +343,15 @@ def write_report(run_dir: str | os.PathLike, *, template: str | os.PathLike = TE
                  samples: int = ReportOptions.samples) -> Path:
     """Render report.md (and its PNG curves) into the run folder; returns the report's path."""
     from lora_training.atomic import atomic_write_text
+    from lora_training.evaluation.inputs import check_output
 
     run = read_run(run_dir)
     template = Path(template)
     if not template.is_file():
         raise LoraTrainingError(f"{template}: report template not found, expected docs/training_report.md "
                                 "from the repository (or pass --template)")
+    for output in (run.folder.report, run.folder.plot("loss"), run.folder.plot("eval")):
+        check_output(output, {"template": template}, name="report")  # before any PNG is written
     plots = plot_curves(run)
     fields = {
         "name": _md(run.name),

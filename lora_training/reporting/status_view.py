@@ -34,6 +34,8 @@ def render_status(rows: list[dict[str, Any]], detailed: bool) -> str:
         lines.append(f"{r['name']:<24} {r.get('phase', '?'):<10} {step:>11} "
                      f"{_num(r.get('loss'), '.4f'):>8} {percent(last):>9} {percent(best):>9} {eta:>8}  "
                      f"{_age(r.get('updated_at'))}")
+        if r.get("phase") == "unreadable":  # its state file is damaged: say why under its row
+            lines.append(f"  {r['error']}")
     return "\n".join(lines)
 
 

@@ -7,12 +7,18 @@ outputs/NAME/eval_results.json, which `report` and `compare` read.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lora_training.errors import ConfigError
 from lora_training.options import option
 from lora_training.runs import DEFAULT_OUTPUTS, RunDir, RunRef
+
+# Options of `transcribe` that `evaluate NAME` takes from the run (config.json, its adapter, its folder) instead.
+FROM_RUN = ("model_id", "adapter_dir", "manifest", "audio", "output", "baseline", "vocabulary", "safety_manifest",
+            "max_chunk_seconds")
 
 
 @dataclass
@@ -33,9 +39,37 @@ def evaluate_run(name: str, *, outputs: str | Path = DEFAULT_OUTPUTS, safety: st
     """
     from lora_training.evaluation.evaluate import EvalOptions, run_evaluation
 
+    check_overrides(overrides, f"evaluate {name}")
     run = RunDir.named(name, outputs)
     cfg = run.load_config()
     options = EvalOptions(model_id=cfg.model_id, adapter_dir=str(run.preferred_adapter()), manifest=cfg.eval_manifest,
                           vocabulary=cfg.vocabulary, safety_manifest=safety, output=str(run.eval_results),
                           **{"num_threads": cfg.num_threads, **overrides})
     return run_evaluation(options, progress=progress)
+
+
+def overridable() -> list[str]:
+    """The EvalOptions fields `evaluate NAME` takes (decoding, threads, the safety budget)."""
+    from lora_training.evaluation.evaluate import EvalOptions
+
+    return [f.name for f in dataclasses.fields(EvalOptions) if f.name not in FROM_RUN]
+
+
+def check_overrides(overrides: dict[str, Any], source: str) -> None:
+    """Refuse now what `evaluate_run` would refuse only after reading the run: a key it does not take
+    (unknown, or one the run decides) or a bad value. The run's own fields stand in as placeholders,
+    so a pipeline can check its evaluate stage before the run exists."""
+    from lora_training.evaluation.evaluate import EvalOptions
+
+    allowed = overridable()
+    problems = []
+    unknown = sorted(set(overrides) - set(allowed))
+    if unknown:
+        problems.append(f"unknown key(s) {', '.join(unknown)}, expected only: {', '.join(allowed)}")
+    try:
+        EvalOptions(manifest="<the run's eval manifest>", adapter_dir="<the run's adapter>",
+                    **{k: v for k, v in overrides.items() if k in allowed})
+    except (ConfigError, TypeError, ValueError) as e:
+        problems.append(str(e))
+    if problems:
+        raise ConfigError(f"{source}: " + "; ".join(problems))

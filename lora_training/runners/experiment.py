@@ -1,9 +1,10 @@
 """Background experiments: a detached child process whose whole life is visible in outputs/NAME/.
 
-`start` validates cheaply, writes `config.json` and a `queued` state, then spawns
-`python -m lora_training.runners.experiment RUN_DIR` in its own session with its output
-appended to `train.log`. `status`, `poll` and `stop` only read those files (and signal the
-pid): a pid that is gone while the state still says running is reported as `crashed`.
+`start` takes the run's lock (`runs.lock`), validates every input, writes `config.json` and a
+`queued` state, then spawns `python -m lora_training.runners.experiment RUN_DIR` in its own
+session with its output appended to `train.log`; the child inherits the lock and holds it until
+it exits. `status`, `poll` and `stop` only read those files (and signal the pid): a pid that is
+gone while the state still says running is reported as `crashed`.
 """
 
 from __future__ import annotations
@@ -21,16 +22,19 @@ from pathlib import Path
 from typing import Any, Callable
 
 from lora_training.config import ExperimentConfig
-from lora_training.data.manifest import load_manifests
 from lora_training.errors import ConfigError, LoraTrainingError
 from lora_training.options import option
+from lora_training.runners.preflight import preflight
 from lora_training.runs import DEFAULT_OUTPUTS, RunDir, RunRef
-from lora_training.runs.state import ACTIVE, TERMINAL, RunState, read_state
+from lora_training.runs.lock import RunLock, RunLocked
+from lora_training.runs.state import ACTIVE, TERMINAL, RunState, StateError, read_state
 
 # Exit codes of `poll` (and of the foreground run) by final phase.
 EXIT_CODES = {"completed": 0, "failed": 1, "crashed": 2, "stopped": 3}
 # How long `stop` waits: a run stops at the end of its current step or evaluation.
 STOP_TIMEOUT = 300.0
+# A run writes its final state, then exits (and frees its lock) within a few seconds.
+EXIT_GRACE = 15.0
 
 
 @dataclass
@@ -118,50 +122,93 @@ def experiment_config(name: str, given: dict[str, Any], *, outputs: str | Path =
         return ExperimentConfig(**given).with_absolute_paths()
     if not given:
         return None
-    saved = RunDir.named(name, outputs).load_config()
-    return ExperimentConfig.from_dict({**saved.to_dict(), **given}).with_absolute_paths()
+    run = RunDir.named(name, outputs)
+    saved = run.load_config()
+    return ExperimentConfig.from_dict({**saved.to_dict(), **given},
+                                      source=f"{run.config} with the options given").with_absolute_paths()
 
 
 def start_experiment(name: str, cfg: ExperimentConfig | None, *, outputs: str | Path = DEFAULT_OUTPUTS,
-                     resume: bool = False, overwrite: bool = False, foreground: bool = False) -> dict[str, Any]:
-    """Start (or resume) a run; returns {run_dir, log, pid, phase}. `cfg=None` with resume reuses config.json."""
+                     resume: bool = False, overwrite: bool = False, foreground: bool = False,
+                     say: Callable[[str], None] = print) -> dict[str, Any]:
+    """Start (or resume) a run; returns {run_dir, log, pid, phase}. `cfg=None` with resume reuses config.json.
+
+    Everything is checked before anything is written or removed; `say` reports what `--overwrite` removed.
+    """
     run = RunDir.named(name, outputs)
-    state = effective_state(run.path)
-    if state and state.get("phase") in ACTIVE:
-        raise LoraTrainingError(f"{name}: already {state['phase']} (pid {state.get('pid')}); "
-                                f"`just poll {name}` to follow it or `just stop {name}` to stop it")
-    if resume:
-        if not run.config.exists():
-            raise LoraTrainingError(f"{run.path}: nothing to resume, expected {run.config.name} from an earlier run")
-        cfg = run.load_config() if cfg is None else cfg
-    else:
-        if run.path.exists() and any(run.path.iterdir()):
-            if not overwrite:
-                phase = state.get("phase") if state else "unknown"
-                raise LoraTrainingError(f"{run.path}: exists (phase {phase}); pass --resume to continue it "
-                                        f"or --overwrite to start again")
-            shutil.rmtree(run.path)
-        if cfg is None:
+    # Held from the first look at the folder until the child inherits it: no second start can slip in.
+    with _lock(run) as lock:
+        try:
+            state, unreadable = effective_state(run.path), None
+        except StateError as e:
+            state, unreadable = None, e
+        if state and state["phase"] in ACTIVE and process_alive(state):  # a run started without the lock
+            raise LoraTrainingError(f"{name}: already {state['phase']} (pid {state.get('pid')}); "
+                                    f"`just poll {name}` to follow it or `just stop {name}` to stop it")
+        phase = "unreadable" if unreadable else state["phase"] if state else "unknown"
+        if resume:
+            if not run.config.exists():
+                raise LoraTrainingError(f"{run.path}: nothing to resume, expected {run.config.name} from an earlier run")
+            cfg = run.load_config() if cfg is None else cfg
+        elif run.path.exists() and any(run.path.iterdir()) and not overwrite:
+            raise LoraTrainingError(f"{run.path}: exists (phase {phase}); pass --resume to continue it "
+                                    f"or --overwrite to start again")
+        elif cfg is None:
             raise ConfigError("config: expected an experiment config for a new run, got none")
-    load_manifests(cfg)  # cheap checks before anything is spawned or loaded
-    run.path.mkdir(parents=True, exist_ok=True)
-    cfg.save(run.config)
-    me = os.getpid()
-    RunState(run.path).update(phase="queued", name=name, pid=me if foreground else None,
-                              pid_started=_process_start_time(me) if foreground else None, error=None,
-                              max_steps=cfg.max_steps, queued_at=time.time())
-    if foreground:
-        phase = run_in_process(run.path, resume=resume, echo=True)
-        return {"run_dir": str(run.path), "log": str(run.log), "pid": me, "phase": phase}
-    cmd = [sys.executable, "-m", "lora_training.runners.experiment", str(run.path.resolve())]
-    if resume:
-        cmd.append("--resume")
-    with run.log.open("ab") as log_file:
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
-                                start_new_session=True, cwd=os.getcwd())
-    # state.json is the one record of the pid (with its start time, so a recycled pid is not ours).
-    RunState(run.path).update(pid=proc.pid, pid_started=_process_start_time(proc.pid))
+        preflight(cfg, name)
+        if not resume and run.path.exists():
+            _remove_run(run, phase, say)
+        elif unreadable:
+            say(f"{name}: replacing the unreadable state ({unreadable})")
+        run.path.mkdir(parents=True, exist_ok=True)
+        cfg.save(run.config)
+        me = os.getpid()
+        RunState(run.path, initial={"name": name} if unreadable else None).update(
+            phase="queued", name=name, pid=me if foreground else None,
+            pid_started=_process_start_time(me) if foreground else None, error=None,
+            max_steps=cfg.max_steps, queued_at=time.time())
+        if foreground:
+            phase = run_in_process(run.path, resume=resume, echo=True)
+            return {"run_dir": str(run.path), "log": str(run.log), "pid": me, "phase": phase}
+        cmd = [sys.executable, "-m", "lora_training.runners.experiment", str(run.path.resolve())]
+        if resume:
+            cmd.append("--resume")
+        with run.log.open("ab") as log_file:
+            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
+                                    start_new_session=True, cwd=os.getcwd(), pass_fds=(lock.fileno(),))
+        lock.record(proc.pid)
+        # state.json is the one record of the pid (with its start time, so a recycled pid is not ours).
+        RunState(run.path).update(pid=proc.pid, pid_started=_process_start_time(proc.pid))
     return {"run_dir": str(run.path), "log": str(run.log), "pid": proc.pid, "phase": "queued"}
+
+
+def _lock(run: RunDir) -> RunLock:
+    """The run's lock. When its holder is the run itself and it has written a final state or is dying
+    (`poll` returned, or it was killed, and the user starts again at once), it is only exiting: its
+    lock goes when its last thread does, so wait for that rather than refuse."""
+    deadline = time.time() + EXIT_GRACE
+    while True:
+        try:
+            return RunLock.acquire(run)
+        except RunLocked as e:
+            try:
+                state = read_state(run.path) or {}
+            except StateError:
+                state = {}
+            ending = state.get("phase") in TERMINAL or not process_alive(state)
+            finishing = ending and str(state.get("pid")) == e.holder
+            if not finishing or time.time() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def _remove_run(run: RunDir, phase: str, say: Callable[[str], None]) -> None:
+    """`--overwrite`: delete the earlier run (the caller holds its lock) and say what went."""
+    entries = sorted(p.name + ("/" if p.is_dir() else "") for p in run.path.iterdir())
+    files = sum(1 for p in run.path.rglob("*") if p.is_file())
+    shutil.rmtree(run.path)
+    if entries:
+        say(f"{run.name}: removed {run.path} (phase {phase}; {files} file(s): {', '.join(entries)})")
 
 
 def run_in_process(run_dir: Path, *, resume: bool, echo: bool) -> str:
@@ -189,36 +236,52 @@ def run_in_process(run_dir: Path, *, resume: bool, echo: bool) -> str:
 
 # --- status, poll, stop -----------------------------------------------------------------
 
-def _existing(name: str, outputs: str | Path) -> RunDir:
-    run = RunDir.named(name, outputs)
-    if read_state(run.path) is None:
-        raise LoraTrainingError(f"{run.path}: no such experiment (no {run.state_file.name})")
-    return run
+def _current(run: RunDir) -> dict[str, Any]:
+    """The effective state; an error when the folder or its state is gone (deleted meanwhile)."""
+    state = effective_state(run.path)
+    if state is None:
+        raise LoraTrainingError(f"{run.path}: no such experiment, expected {run.state_file.name} "
+                                f"from `just run-experiment {run.name}`, got none")
+    return state
 
 
 def status(name: str | None = None, *, outputs: str | Path = DEFAULT_OUTPUTS) -> list[dict[str, Any]]:
-    """Effective state of one run, or of every run under `outputs`."""
-    runs = [_existing(name, outputs)] if name is not None else RunDir.all(outputs)
-    return [{"name": run.name, "run_dir": str(run.path), **effective_state(run.path)} for run in runs]
+    """Effective state of one run, or of every run under `outputs`; in the overview a run whose
+    state cannot be read is a row of phase `unreadable` with the reason, so the others still show."""
+    if name is not None:
+        run = RunDir.named(name, outputs)
+        return [{"name": run.name, "run_dir": str(run.path), **_current(run)}]
+    rows = []
+    for run in RunDir.all(outputs):
+        try:
+            state = effective_state(run.path)
+        except StateError as e:
+            state = {"phase": "unreadable", "error": str(e)}
+        if state is not None:  # None: deleted since it was listed
+            rows.append({"name": run.name, "run_dir": str(run.path), **state})
+    return rows
 
 
 def poll(name: str, *, outputs: str | Path = DEFAULT_OUTPUTS, write: Callable[[str], None] = print,
          interval: float = 0.5, from_start: bool = True) -> int:
     """Stream train.log until the run ends; returns the exit code of its final phase."""
-    run = _existing(name, outputs)
+    run = RunDir.named(name, outputs)
+    _current(run)
     position = 0 if from_start else (run.log.stat().st_size if run.log.exists() else 0)
     pending = b""
     while True:
-        state = effective_state(run.path)
-        if run.log.exists():
+        state = _current(run)
+        try:
             with run.log.open("rb") as f:
                 f.seek(position)
                 chunk = f.read()
                 position = f.tell()
-            pending += chunk
-            *lines, pending = pending.split(b"\n")
-            for line in lines:
-                write(line.decode("utf-8", "replace"))
+        except FileNotFoundError:
+            chunk = b""
+        pending += chunk
+        *lines, pending = pending.split(b"\n")
+        for line in lines:
+            write(line.decode("utf-8", "replace"))
         if state["phase"] in TERMINAL:
             if pending:
                 write(pending.decode("utf-8", "replace"))
@@ -229,14 +292,20 @@ def poll(name: str, *, outputs: str | Path = DEFAULT_OUTPUTS, write: Callable[[s
 
 def stop(name: str, *, outputs: str | Path = DEFAULT_OUTPUTS, timeout: float = STOP_TIMEOUT) -> dict[str, Any]:
     """Ask a run to checkpoint and end as `stopped` (SIGTERM), waiting up to `timeout` seconds."""
-    run = _existing(name, outputs)
-    state = effective_state(run.path)
+    run = RunDir.named(name, outputs)
+    state = _current(run)
     if state["phase"] not in ACTIVE:
         raise LoraTrainingError(f"{name}: not running (phase {state['phase']})")
-    os.kill(state["pid"], signal.SIGTERM)
+    if not state.get("pid"):
+        raise LoraTrainingError(f"{run.state_file}: pid, expected the queued run's process id, got none yet; "
+                                f"try again in a few seconds")
+    try:
+        os.kill(state["pid"], signal.SIGTERM)
+    except ProcessLookupError:
+        pass  # ended meanwhile: the loop below reads how
     deadline = time.time() + timeout
     while time.time() < deadline:
-        state = effective_state(run.path)
+        state = _current(run)
         if state["phase"] in TERMINAL:
             return state
         time.sleep(0.2)

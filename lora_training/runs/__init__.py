@@ -2,7 +2,7 @@
 
     run = RunDir.named("my_voice_tune_v5")          # outputs/my_voice_tune_v5
     run.config, run.state_file, run.metrics, run.log, run.checkpoints,
-    run.adapter, run.best_adapter, run.eval_results, run.report
+    run.adapter, run.best_adapter, run.eval_results, run.report, run.lock
 
 Runners, the trainer, evaluation, reporting and the CLI ask a `RunDir` for a path instead of
 spelling a file name, so the layout can change in one module. The state file, the metrics log
@@ -62,6 +62,12 @@ class RunDir:
     @property
     def state_file(self) -> Path:
         return self.path / STATE_FILE
+
+    @property
+    def lock(self) -> Path:
+        """Held by whoever starts or trains this run (`runs.lock`). It lies beside the folder, so a
+        refused start leaves the folder untouched and `--overwrite` never removes a held lock."""
+        return self.path.with_name(f".{self.name}.lock")
 
     @property
     def metrics(self) -> Path:

@@ -8,6 +8,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from lora_training.atomic import atomic_write_text
+
 
 def _clean(value: Any) -> Any:
     """JSON has no NaN/inf: write them as strings so the file stays valid JSON lines."""
@@ -57,3 +59,16 @@ def read_metrics(path: str | Path) -> list[dict[str, Any]]:
         except json.JSONDecodeError:
             continue
     return records
+
+
+def drop_rows_after(path: str | Path, step: int | None) -> int:
+    """Before a resumed run appends, drop the rows it will log again: those after the checkpoint's
+    `step` (all of them when `step` is None: the run restarts from scratch). Always rewritten, and
+    atomically: a torn last line from a crash must not glue onto the next row appended."""
+    path = Path(path)
+    if not path.exists():
+        return 0
+    records = read_metrics(path)
+    kept = [r for r in records if step is not None and isinstance(r.get("step"), int) and r["step"] <= step]
+    atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in kept))
+    return len(records) - len(kept)

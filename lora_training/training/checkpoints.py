@@ -1,22 +1,33 @@
 """Resumable checkpoints: adapter weights, optimizer, scheduler, RNG states and step.
 
 Tensors go to safetensors; the rest of each state (hyper-parameters, step counters, RNG
-states as lists) to JSON. Nothing is pickled. The last `keep` checkpoints are kept.
+states as lists) to JSON. Nothing is pickled. The last `keep` checkpoints are kept, so that when
+the newest does not load (a crash or a full disk mid-write, a bad sector) the one before it does.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import os
 import random
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from lora_training.atomic import atomic_replace_dir, atomic_write_json, staging_dir
+from lora_training.errors import LoraTrainingError
+
+log = logging.getLogger("lora_training.train")
+
+
+class CheckpointError(LoraTrainingError):
+    """A checkpoint cannot be written or read; names the checkpoint folder or file."""
 
 
 def _split_tensors(obj: Any, prefix: str, tensors: dict[str, torch.Tensor]) -> Any:
@@ -49,10 +60,36 @@ def save_state_tree(folder: Path, name: str, state: Any) -> None:
     atomic_write_json(folder / f"{name}.json", skeleton)
 
 
+def _read(path: Path, loader: Callable[[Path], Any]) -> Any:
+    """One checkpoint file, any failure as a CheckpointError naming it."""
+    try:
+        return loader(path)
+    except FileNotFoundError as e:
+        raise CheckpointError(f"{path}: missing, expected a complete checkpoint") from e
+    except (OSError, ValueError, SafetensorError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise CheckpointError(f"{path}: unreadable, expected a complete checkpoint file, got {e}") from e
+
+
+def _load_json(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
 def load_state_tree(folder: Path, name: str) -> Any:
-    tensors = load_file(str(folder / f"{name}.safetensors"))
-    skeleton = json.loads((folder / f"{name}.json").read_text(encoding="utf-8"))
-    return _join_tensors(skeleton, tensors)
+    tensors = _read(folder / f"{name}.safetensors", lambda p: load_file(str(p)))
+    skeleton = _read(folder / f"{name}.json", _load_json)
+    try:
+        return _join_tensors(skeleton, tensors)
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{folder / f'{name}.json'}: does not match {name}.safetensors, "
+                              f"expected the pair written together, got {type(e).__name__}: {e}") from e
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def capture_rng() -> dict[str, Any]:
@@ -83,29 +120,69 @@ class CheckpointManager:
              extra: dict[str, Any]) -> Path:
         final = self.root / f"step_{step:06d}"
         tmp = staging_dir(final)
-        save_file({k: v.detach().cpu().contiguous() for k, v in adapter.items()}, str(tmp / "adapter.safetensors"))
-        save_state_tree(tmp, "optimizer", optimizer)
-        save_state_tree(tmp, "rng", capture_rng())
-        atomic_write_json(tmp / "trainer_state.json", {"step": step, "scheduler": scheduler, **extra})
-        atomic_replace_dir(tmp, final)
+        try:
+            save_file({k: v.detach().cpu().contiguous() for k, v in adapter.items()}, str(tmp / "adapter.safetensors"))
+            save_state_tree(tmp, "optimizer", optimizer)
+            save_state_tree(tmp, "rng", capture_rng())
+            atomic_write_json(tmp / "trainer_state.json", {"step": step, "scheduler": scheduler, **extra})
+            # Data, then names: a power cut after the rename must find complete files, not empty ones.
+            for path in [*tmp.iterdir(), tmp]:
+                _fsync(path)
+            atomic_replace_dir(tmp, final)
+            _fsync(self.root)
+        except (OSError, SafetensorError) as e:
+            shutil.rmtree(tmp, ignore_errors=True)
+            got = f"[Errno {e.errno}] {e.strerror}" if isinstance(e, OSError) and e.strerror else str(e)
+            raise CheckpointError(f"{final}: cannot write checkpoint, expected free space and a writable folder, "
+                                  f"got {got.replace(str(tmp), str(final))}") from e
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
         for old in self.all()[: -self.keep]:
             shutil.rmtree(old, ignore_errors=True)
         return final
 
     def all(self) -> list[Path]:
+        """Every checkpoint folder, oldest first, complete or not (loading tells)."""
         if not self.root.is_dir():
             return []
-        return sorted(p for p in self.root.glob("step_*") if p.is_dir() and (p / "trainer_state.json").exists())
+        return sorted(p for p in self.root.glob("step_*") if p.is_dir())
 
-    def latest(self) -> Path | None:
-        found = self.all()
-        return found[-1] if found else None
+    def newest_step(self) -> int:
+        """The step of the newest checkpoint whose trainer_state.json reads, else 0: what a resume
+        starts from, known before the model loads."""
+        for folder in reversed(self.all()):
+            try:
+                return int(_read(folder / "trainer_state.json", _load_json)["step"])
+            except (CheckpointError, KeyError, TypeError, ValueError):
+                continue
+        return 0
+
+    def load_latest(self) -> tuple[Path, dict[str, Any]] | None:
+        """The newest checkpoint that loads, and its contents; None when there is none. One that does
+        not load is logged by path and the one before it is tried; when none loads, CheckpointError."""
+        for stale in self.root.glob(".step_*.tmp"):  # staging left by a killed writer; the run lock is ours
+            shutil.rmtree(stale, ignore_errors=True)
+        failures = []
+        for folder in reversed(self.all()):
+            try:
+                return folder, self.load(folder)
+            except CheckpointError as e:
+                log.warning("checkpoint not usable: %s; trying the one before it", e)
+                failures.append(str(e))
+        if failures:
+            raise CheckpointError(f"{self.root}: no checkpoint loads, expected one complete checkpoint, "
+                                  f"got {len(failures)} damaged: " + "; ".join(failures))
+        return None
 
     @staticmethod
     def load(folder: Path) -> dict[str, Any]:
-        trainer_state = json.loads((folder / "trainer_state.json").read_text(encoding="utf-8"))
+        trainer_state = _read(folder / "trainer_state.json", _load_json)
+        if not isinstance(trainer_state, dict) or not isinstance(trainer_state.get("step"), int):
+            raise CheckpointError(f"{folder / 'trainer_state.json'}: invalid, expected an object with a step, "
+                                  f"got {str(trainer_state)[:60]}")
         return {
-            "adapter": load_file(str(folder / "adapter.safetensors")),
+            "adapter": _read(folder / "adapter.safetensors", lambda p: load_file(str(p))),
             "optimizer": load_state_tree(folder, "optimizer"),
             "rng": load_state_tree(folder, "rng"),
             **trainer_state,

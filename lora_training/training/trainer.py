@@ -30,16 +30,11 @@ from lora_training.data.manifest import load_manifests, manifest_hash
 from lora_training.errors import LoraTrainingError
 from lora_training.models.moonshine_ops import clip_encoder_states, decoder_loss, padded_encoder_outputs
 from lora_training.training.checkpoints import CheckpointManager, restore_rng
-from lora_training.training.collate import (
-    Example,
-    bucketed_batches,
-    encode_labels,
-    pad_audio,
-    pad_labels,
-)
+from lora_training.training.collate import Example, encode_labels, pad_audio, pad_labels
+from lora_training.training.data_order import DataOrder
 from lora_training.formatting import hms
 from lora_training.runs import RunDir
-from lora_training.runs.metrics_log import JsonlMetricsLogger, NullMetricsLogger
+from lora_training.runs.metrics_log import JsonlMetricsLogger, NullMetricsLogger, drop_rows_after
 from lora_training.runs.state import NullRunState, RunState
 
 log = logging.getLogger("lora_training.train")
@@ -94,7 +89,6 @@ class Trainer:
             cpu=cfg.device == "cpu",
             mixed_precision={"fp32": "no", "bf16": "bf16", "fp16": "fp16"}[cfg.precision],
         )
-        self.metrics = JsonlMetricsLogger(self.folder.metrics) if self.is_main else NullMetricsLogger()
 
         log.info("loading base model %s", cfg.model_id)
         model, self.processor = resolve_model(cfg.model_id)
@@ -132,10 +126,14 @@ class Trainer:
         optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, self._lr_factor)
         self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
-        self.micro_batches_per_epoch = None
+        self.data_order = DataOrder(self.train_examples, self.replay_examples, batch_size=cfg.batch_size,
+                                    replay_ratio=cfg.replay_ratio, seed=cfg.seed, source=cfg.train_manifest,
+                                    world=self.accelerator.num_processes, rank=self.accelerator.process_index)
 
         if resume:
             self._resume()
+        # Opened only now: a resume first rewrites the file without the rows it will log again.
+        self.metrics = JsonlMetricsLogger(self.folder.metrics) if self.is_main else NullMetricsLogger()
 
     def _check_label_lengths(self, positions: int) -> None:
         too_long = [(u, len(e.labels)) for u, e in zip(self.train_utts, self.train_examples) if len(e.labels) >= positions]
@@ -161,48 +159,31 @@ class Trainer:
         torch.manual_seed(seed)
 
     def _resume(self) -> None:
+        """Continue from the newest checkpoint that loads (a damaged one is logged and skipped)."""
         from peft import set_peft_model_state_dict
 
-        folder = self.checkpoints.latest()
-        if folder is None:
+        found = self.checkpoints.load_latest()
+        if found is None:
+            self.step = 0
             log.info("no checkpoint in %s: starting from step 0", self.checkpoints.root)
-            return
-        ckpt = self.checkpoints.load(folder)
-        set_peft_model_state_dict(self.accelerator.unwrap_model(self.model), ckpt["adapter"])
-        self.optimizer.load_state_dict(ckpt["optimizer"])
-        self.scheduler.load_state_dict(ckpt["scheduler"])
-        restore_rng(ckpt["rng"])
-        self.step = ckpt["step"]
-        self.best = ckpt.get("best")
-        self.evals_since_best = ckpt.get("evals_since_best", 0)
-        log.info("resumed from %s at step %d", folder.name, self.step)
-
-    # --- data order ----------------------------------------------------------------------
-
-    def _epoch_batches(self, epoch: int) -> list[list[Example]]:
-        """Batches of one epoch, a pure function of (seed, epoch): a resumed run sees the same order."""
-        rng = random.Random(self.cfg.seed * 100_003 + epoch)
-        pool = list(self.train_examples)
-        if self.replay_examples and self.cfg.replay_ratio > 0:
-            n = min(len(self.replay_examples), round(self.cfg.replay_ratio * len(pool)))
-            pool += rng.sample(self.replay_examples, n)
-        order = bucketed_batches([e.length for e in pool], self.cfg.batch_size, rng)
-        return [[pool[i] for i in batch] for batch in order]
-
-    def micro_batch(self, index: int) -> list[Example]:
-        """The `index`-th micro-batch of this process: ranks take interleaved batches."""
-        world, rank = self.accelerator.num_processes, self.accelerator.process_index
-        if self.micro_batches_per_epoch is None:
-            self.micro_batches_per_epoch = len(self._epoch_batches(0)) // world
-            if self.micro_batches_per_epoch == 0:
-                raise LoraTrainingError(
-                    f"{self.cfg.train_manifest}: {len(self.train_examples)} utterances, expected at least "
-                    f"one batch per process ({world} process(es) × batch {self.cfg.batch_size})"
-                )
-        epoch, offset = divmod(index, self.micro_batches_per_epoch)
-        if getattr(self, "_epoch_cache", (None,))[0] != epoch:
-            self._epoch_cache = (epoch, self._epoch_batches(epoch))
-        return self._epoch_cache[1][offset * world + rank]
+        else:
+            folder, ckpt = found
+            try:
+                set_peft_model_state_dict(self.accelerator.unwrap_model(self.model), ckpt["adapter"])
+                self.optimizer.load_state_dict(ckpt["optimizer"])
+                self.scheduler.load_state_dict(ckpt["scheduler"])
+                restore_rng(ckpt["rng"])
+            except (KeyError, RuntimeError, ValueError) as e:
+                raise LoraTrainingError(f"{folder}: does not fit this run, expected a checkpoint of the same "
+                                        f"adapter config (lora_r, sites, target_modules), got {e}") from e
+            self.step = ckpt["step"]
+            self.best = ckpt.get("best")
+            self.evals_since_best = ckpt.get("evals_since_best", 0)
+            log.info("resumed from %s at step %d", folder.name, self.step)
+        if self.is_main:
+            dropped = drop_rows_after(self.folder.metrics, self.step if found else None)
+            if dropped:
+                log.info("%s: dropped %d row(s) this resumed run logs again", self.folder.metrics, dropped)
 
     # --- one step ------------------------------------------------------------------------
 
@@ -231,12 +212,15 @@ class Trainer:
                                  attention_mask=mask.to(self.accelerator.device), labels=labels)
         return out.loss
 
-    def train_step(self) -> float:
-        """One optimizer step over `grad_accum` micro-batches; returns the mean loss."""
+    def train_step(self) -> tuple[float, int]:
+        """One optimizer step over `grad_accum` micro-batches; returns the mean loss and this
+        process's utterance count (an epoch's last batch may be short)."""
         cfg = self.cfg
         total = torch.zeros((), device=self.accelerator.device)
+        utterances = 0
         for k in range(cfg.grad_accum):
-            examples = self.micro_batch(self.step * cfg.grad_accum + k)
+            examples = self.data_order.micro_batch(self.step * cfg.grad_accum + k)
+            utterances += len(examples)
             sync = k == cfg.grad_accum - 1
             with self.accelerator.no_sync(self.model) if not sync else contextlib.nullcontext():
                 loss = self._loss(examples)
@@ -252,7 +236,7 @@ class Trainer:
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
-        return mean
+        return mean, utterances
 
     # --- evaluation ----------------------------------------------------------------------
 
@@ -321,7 +305,7 @@ class Trainer:
         main = self.is_main
         if self.step == 0:
             self._eval_and_record()
-        window_start, window_steps = time.perf_counter(), 0
+        window_start, window_utts = time.perf_counter(), 0
         run_started, run_start_step = time.perf_counter(), self.step
         while self.step < cfg.max_steps:
             (stop,) = self._agree(self.stop_requested)
@@ -331,12 +315,13 @@ class Trainer:
                 log.info("stop requested: checkpointed at step %d", self.step)
                 return "stopped"
             self.model.train()
-            loss = self.train_step()
+            loss, utterances = self.train_step()
             self.step += 1
-            window_steps += 1
+            window_utts += utterances
             if main and (self.step % cfg.log_interval == 0 or self.step == cfg.max_steps):
                 now = time.perf_counter()
-                utt_s = window_steps * cfg.batch_size * cfg.grad_accum * self.accelerator.num_processes / (now - window_start)
+                # Other ranks' batches are this one's size, but for an epoch's last batch.
+                utt_s = window_utts * self.accelerator.num_processes / (now - window_start)
                 sec_per_step = (now - run_started) / (self.step - run_start_step)
                 eta = sec_per_step * (cfg.max_steps - self.step)
                 lr = self.scheduler.get_last_lr()[0]
@@ -345,7 +330,7 @@ class Trainer:
                 self.metrics.log("train", self.step, loss=loss, lr=lr, utt_per_s=round(utt_s, 3),
                                  sec_per_step=round(sec_per_step, 3))
                 self.state.update(step=self.step, loss=loss, lr=lr, sec_per_step=sec_per_step, eta_seconds=eta)
-                window_start, window_steps = now, 0
+                window_start, window_utts = now, 0
             if self.step % cfg.eval_interval == 0 or self.step == cfg.max_steps:
                 self._eval_and_record()
             if main and (self.step % cfg.effective_checkpoint_interval == 0 or self.step == cfg.max_steps):
@@ -397,8 +382,9 @@ class Trainer:
 
     def run(self, resume: bool = False) -> str:
         """The whole life of a run, reflected in state.json; returns the final phase."""
-        signal.signal(signal.SIGTERM, self.request_stop)
-        signal.signal(signal.SIGINT, self.request_stop)
+        handlers = {sig: signal.signal(sig, self.request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+        if resume:  # the state shows the step being resumed from, even if the resume then fails
+            self.step = self.checkpoints.newest_step()
         self.state.update(phase="running", pid=os.getpid(), started_at=time.time(), error=None,
                           max_steps=self.cfg.max_steps, step=self.step)
         try:
@@ -406,12 +392,16 @@ class Trainer:
             self.state.update(step=self.step)
             phase = self.train()
         except Exception as e:
-            failed_step = self.step
-            log.exception("run failed at step %d", failed_step)
-            self.state.update(phase="failed", error=str(e), failed_step=failed_step, ended_at=time.time())
+            if isinstance(e, LoraTrainingError):  # the message names the culprit; a traceback would bury it
+                log.error("run failed at step %d: %s", self.step, e)
+            else:
+                log.exception("run failed at step %d", self.step)
+            self.state.update(phase="failed", error=str(e), failed_step=self.step, ended_at=time.time())
             return "failed"
         finally:
             self.cleanup()
+            for sig, handler in handlers.items():  # a foreground run leaves the caller's handlers as they were
+                signal.signal(sig, handler)
         self.state.update(phase=phase, step=self.step, ended_at=time.time(), adapters=self.folder.adapters())
         log.info("run %s at step %d; best WER %s", phase, self.step,
                  "n/a" if not self.best else f"{100 * self.best['wer']:.2f}% (step {self.best['step']})")

@@ -55,7 +55,7 @@ def test_transcribe_manifest_with_adapter_reports_baseline_and_adapter(trained_r
     assert [r["ref"] for r in rows] == ["run kubectl apply", "the WER dropped", "email dev@example.com"]
     for row in rows:
         for system in ("baseline", "adapter"):
-            assert set(row[system]) == {"hyp", "wer", "terms_hit", "terms_missed", "looping"}
+            assert set(row[system]) >= {"hyp", "wer", "terms_hit", "terms_missed", "looping"}
     assert set(result["timing"]) >= {"baseline", "adapter", "load_seconds", "merge_seconds", "total_seconds"}
     assert result["failures"] == []
     assert "WER" in stdout and "baseline" in stdout and "adapter" in stdout and "OK" in stdout
@@ -144,7 +144,8 @@ def test_safety_manifest_gate(trained_run, tiny_manifests, tmp_path, capsys):
 
 
 def test_safety_scoring_fails_the_gate_over_budget():
-    from lora_training.evaluation.evaluate import Clip, _score_safety, _status
+    from lora_training.evaluation.evaluate import _score_safety, _status
+    from lora_training.evaluation.inputs import Clip
 
     clips = [Clip("a", "a.wav", "twenty five cats sat down"), Clip("b", "b.wav", "the dog barked")]
     hyps = {"baseline": {"a": {"hyp": "25 cats sat down"}, "b": {"hyp": "the dog barked"}},

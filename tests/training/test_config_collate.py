@@ -42,6 +42,20 @@ def test_config_errors_name_field_value_and_fix(kwargs, message):
     assert message in str(info.value)
 
 
+def test_config_types_follow_the_annotations(tmp_path):
+    """An int is a number, None suits an optional field; a bool is not an int, text is not a number."""
+    ExperimentConfig(weight_decay=0, lr=1e-3, replay_manifest=None, vocabulary=None)
+    path = tmp_path / "config.json"
+    path.write_text('{"max_steps": true, "lora_dropout": "0.1", "vocabulary": 3}')
+    with pytest.raises(ConfigError) as info:
+        ExperimentConfig.load(path)
+    text = str(info.value)
+    assert text.startswith(f"{path}: ")
+    for part in ("max_steps: expected an integer, got True", "lora_dropout: expected a finite number, got '0.1'",
+                 "vocabulary: expected a string or null, got 3"):
+        assert part in text
+
+
 def test_all_config_errors_reported_together():
     with pytest.raises(ConfigError) as info:
         ExperimentConfig(max_steps=-1, batch_size=0, device="tpu")

@@ -125,6 +125,18 @@ def test_stop_then_resume_matches_uninterrupted_run(tmp_path, tiny_model_dir, ti
     assert evals == [0, 2, 4, 6]
 
 
+def test_throughput_counts_the_utterances_in_each_batch(tmp_path, tiny_model_dir, tiny_manifests):
+    """Batch 3 on 8 utterances: an epoch is 3 + 3 + 2 utterances, not 3 × 3 (utt/s was overstated)."""
+    trainer = Trainer(_cfg(tiny_model_dir, tiny_manifests, batch_size=3), tmp_path)
+    trainer.setup(resume=False)
+    counts = []
+    for step in range(3):
+        trainer.step = step
+        counts.append(trainer.train_step()[1])
+    trainer.cleanup()
+    assert sorted(counts) == [2, 3, 3]
+
+
 def test_dora_both_sites_trains(tmp_path, tiny_model_dir, tiny_manifests):
     cfg = _cfg(tiny_model_dir, tiny_manifests, max_steps=2, eval_interval=2, use_dora=True, adapter_sites="both")
     run_dir, phase = _run(tmp_path, "dora", cfg)
