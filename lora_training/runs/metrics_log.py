@@ -53,7 +53,8 @@ def read_metrics(path: str | Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     records = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    # "\n" only: transcripts in eval samples may hold U+2028, which JSON leaves raw.
+    for line in path.read_text(encoding="utf-8").split("\n"):
         try:
             records.append(json.loads(line))
         except json.JSONDecodeError:
