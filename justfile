@@ -75,6 +75,6 @@ demo:
 test *ARGS:
     @{{python}} -m pytest -q "$@"
 
-# run a pipeline of stages unattended: just pipeline --config pipelines/vocab_expansion.toml [--resume]
+# run a pipeline of stages unattended: just pipeline --config pipelines/vocab_expansion.toml [--resume or --overwrite]
 pipeline *ARGS:
     @{{python}} main.py pipeline "$@"
