@@ -10,6 +10,14 @@ def percent(value: float | None, missing: str = "-") -> str:
     return missing if value is None else f"{100 * value:.2f}%"
 
 
+def interval_text(interval: list[float] | None, signed: bool = False) -> str:
+    """" [12.1, 22.9]" for a 95% interval of a fraction, in percent (points when `signed`); "" for none."""
+    if not interval:
+        return ""
+    spec = "+.1f" if signed else ".1f"
+    return f" [{100 * interval[0]:{spec}}, {100 * interval[1]:{spec}}]"
+
+
 def hms(seconds: float | None, missing: str = "-") -> str:
     """A duration as h:mm:ss; `missing` for None or a non-finite ETA."""
     if seconds is None or not math.isfinite(seconds):

@@ -259,6 +259,19 @@ _DELTA_PATHS = {
 }
 
 
+# Where a score summary keeps a headline metric's 95% interval (metrics.score).
+_INTERVAL_PATHS = {"wer": ("wer_interval",), "cer": ("cer_interval",),
+                   "term_recall": ("term_recall", "overall", "interval")}
+
+
+def interval(summary: dict | None, name: str) -> list[float] | None:
+    """A headline metric's 95% interval, None when it has none."""
+    value: Any = summary
+    for key in _INTERVAL_PATHS.get(name, ("-",)):
+        value = value.get(key) if isinstance(value, dict) else None
+    return value
+
+
 def metric(summary: dict | None, name: str):
     """A headline number of a score summary by short name (see _DELTA_PATHS); None when absent."""
     value: Any = summary
@@ -287,6 +300,7 @@ def _failed_ids(failures: list[dict], set_name: str) -> set[str]:
 def _score_main(clips: list[Clip], systems: dict[str, dict[str, dict]], failures: list[dict],
                 seen_terms: list[str] | None, vocabulary: list[str] | None) -> dict[str, Any]:
     """`summary` (score per system + deltas) and `utterances` (one row per clip that did not fail)."""
+    from lora_training.evaluation.intervals import paired_deltas
     from lora_training.evaluation.metrics import repetition_flag, score
 
     failed = _failed_ids(failures, "eval")
@@ -299,23 +313,28 @@ def _score_main(clips: list[Clip], systems: dict[str, dict[str, dict]], failures
     summary: dict[str, Any] = {name: None for name in SYSTEMS}
     scored = bool(ok) and all(c.ref is not None for c in ok)
     terms = None if all(c.terms is None for c in ok) else [c.terms or [] for c in ok]
+    scored_rows: dict[str, list[dict]] = {}
     for name, hyps in systems.items():
         texts = [hyps[c.id]["hyp"] for c in ok]
         if scored:
             full = score([c.ref for c in ok], texts, terms=terms, seen_terms=seen_terms, vocabulary=vocabulary)
             summary[name] = {k: v for k, v in full.items() if k != "per_utterance"}
-            per_row = full["per_utterance"]
+            per_row = scored_rows[name] = full["per_utterance"]
         else:
             per_row = [{"wer": None, "terms_hit": None, "terms_missed": None, "looping": repetition_flag(t)}
                        for t in texts]
         for row, text, scores in zip(rows, texts, per_row):
             row[name] = {"hyp": text, **scores}
     summary["delta"] = deltas(summary["baseline"], summary["adapter"])
+    # The same utterances under both systems: a paired interval, far tighter than two separate ones.
+    summary["delta_interval"] = (paired_deltas(scored_rows["baseline"], scored_rows["adapter"])
+                                 if set(SYSTEMS) <= set(scored_rows) else None)
     return {"summary": summary, "utterances": rows}
 
 
 def _score_safety(safety: dict, hyps: dict[str, dict[str, dict]], failures: list[dict], budget: float) -> dict:
     """Safety WER per system with the numbers-aware normaliser, the delta in WER points, and the gate."""
+    from lora_training.evaluation.intervals import paired_deltas
     from lora_training.evaluation.metrics import score
 
     failed = _failed_ids(failures, "safety")
@@ -323,17 +342,22 @@ def _score_safety(safety: dict, hyps: dict[str, dict[str, dict]], failures: list
     block: dict[str, Any] = {"manifest": safety["path"], "description": safety["description"],
                              "n_utterances": len(ok), "normalizer": "safety", "budget_wer_points": budget}
     rows = [{"id": c.id, "ref": c.ref} for c in ok]
+    scored_rows: dict[str, list[dict]] = {}
     for name in SYSTEMS:
         block[name] = None
         if name in hyps and ok:
             texts = [hyps[name][c.id]["hyp"] for c in ok]
             full = score([c.ref for c in ok], texts, normalizer="safety")
-            block[name] = {"wer": full["wer"], "cer": full["cer"], "n_looping": full["n_looping"]}
+            block[name] = {"wer": full["wer"], "wer_interval": full["wer_interval"], "n_words": full["n_words"],
+                           "cer": full["cer"], "n_looping": full["n_looping"]}
+            scored_rows[name] = full["per_utterance"]
             for row, text, scores in zip(rows, texts, full["per_utterance"]):
                 row[name] = {"hyp": text, "wer": scores["wer"], "looping": scores["looping"]}
+    block["delta_interval"] = None
     if block["baseline"] and block["adapter"]:
         block["delta_wer_points"] = round(100 * (block["adapter"]["wer"] - block["baseline"]["wer"]), 3)
         block["passed"] = block["delta_wer_points"] <= budget
+        block["delta_interval"] = paired_deltas(scored_rows["baseline"], scored_rows["adapter"])["wer"]
     else:
         block["delta_wer_points"] = None
         block["passed"] = None

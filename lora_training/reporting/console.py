@@ -15,7 +15,8 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from lora_training.formatting import hms, percent
+from lora_training.evaluation.intervals import within_noise
+from lora_training.formatting import hms, interval_text, percent
 
 # (label, metric name, lower is better, as a percentage)
 _ROWS = (
@@ -29,37 +30,21 @@ _ROWS = (
     ("looping outputs", "n_looping", True, False),
 )
 BETTER, WORSE = "green", "red"
-# Where a score summary keeps each metric's 95% interval (metrics.score).
-_INTERVALS = {"wer": ("wer_interval",), "cer": ("cer_interval",), "term_recall": ("term_recall", "overall", "interval")}
 
 
 def _value(value, is_pct: bool) -> str:
     return percent(value) if is_pct else ("-" if value is None else str(value))
 
 
-def _interval(summary: dict | None, name: str) -> list[float] | None:
-    value: Any = summary
-    for key in _INTERVALS.get(name, ("-",)):
-        value = value.get(key) if isinstance(value, dict) else None
-    return value
-
-
-def _span(interval: list[float] | None, signed: bool = False) -> str:
-    if not interval:
-        return ""
-    spec = "+.1f" if signed else ".1f"
-    return f" [{100 * interval[0]:{spec}}, {100 * interval[1]:{spec}}]"
-
-
-def _delta(delta, lower_is_better: bool, is_pct: bool, interval: list[float] | None = None) -> Text:
+def _delta(delta, lower_is_better: bool, is_pct: bool, span: list[float] | None = None) -> Text:
     """The change, with its paired interval; a change whose interval holds zero is "within noise"."""
     if delta is None:
         return Text("-")
     shown = f"{100 * delta:+.2f} pts" if is_pct else f"{delta:+d}" if isinstance(delta, int) else f"{delta:+g}"
-    shown += _span(interval, signed=True)
+    shown += interval_text(span, signed=True)
     if delta == 0:
         return Text(shown, style="dim")
-    if interval and interval[0] <= 0 <= interval[1]:
+    if within_noise(span):
         return Text(shown + " within noise", style="dim")
     return Text(shown, style=BETTER if (delta < 0) == lower_is_better else WORSE)
 
@@ -72,7 +57,7 @@ def _systems(result: dict[str, Any]) -> list[str]:
 
 def summary_table(result: dict[str, Any]) -> Table:
     """Metrics per system with the adapter's change; safety WER and speed at the bottom."""
-    from lora_training.evaluation.evaluate import metric
+    from lora_training.evaluation.evaluate import interval, metric
 
     systems = _systems(result)
     summary = result["summary"]
@@ -88,7 +73,7 @@ def summary_table(result: dict[str, Any]) -> Table:
             values = [metric(summary.get(s), name) for s in systems]
             if all(v is None for v in values):
                 continue
-            cells = [_value(v, is_pct) + _span(_interval(summary.get(s), name)) for v, s in zip(values, systems)]
+            cells = [_value(v, is_pct) + interval_text(interval(summary.get(s), name)) for v, s in zip(values, systems)]
             if name.startswith("term_recall"):
                 cells = [f"{c} ({_hits(summary.get(s), name)})" if c != "-" else c for c, s in zip(cells, systems)]
             intervals = summary.get("delta_interval") or {}
@@ -100,10 +85,10 @@ def summary_table(result: dict[str, Any]) -> Table:
         extra = []
         if both:
             d = safety["delta_wer_points"]
-            span = _span(safety.get("delta_interval"), signed=True)
+            span = interval_text(safety.get("delta_interval"), signed=True)
             extra = [Text("-") if d is None else
                      Text(f"{d:+.2f} pts{span}", style=BETTER if d <= safety["budget_wer_points"] else WORSE)]
-        cells = [percent(v) + _span((safety.get(s) or {}).get("wer_interval")) for v, s in zip(values, systems)]
+        cells = [percent(v) + interval_text((safety.get(s) or {}).get("wer_interval")) for v, s in zip(values, systems)]
         table.add_row(f"safety WER ({safety['n_utterances']} clips)", *cells, *extra)
     counted = next((summary[s] for s in systems if summary.get(s)), None)
     if counted and counted.get("wer_interval"):

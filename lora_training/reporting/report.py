@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import difflib
 from collections import Counter
-import io
 import json
 import os
 import time
@@ -25,8 +24,9 @@ from typing import Any
 
 from lora_training.config import adapter_kind
 from lora_training.errors import LoraTrainingError
-from lora_training.formatting import hms, percent
+from lora_training.formatting import hms, interval_text, percent
 from lora_training.options import option
+from lora_training.reporting.plots import plot_curves
 from lora_training.runs import DEFAULT_OUTPUTS, RunDir, RunRef
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "docs" / "training_report.md"
@@ -82,49 +82,6 @@ def read_run(run_dir: str | os.PathLike) -> RunFiles:
     results = read_results(run.eval_results, fix=f"rerun `just evaluate {run.name}`")
     return RunFiles(name=run.name, run_dir=run.path, config=config, state=run.read_state() or {},
                     metrics=run.read_metrics(), eval_results=results)
-
-
-# --- plots ------------------------------------------------------------------------------
-
-def plot_curves(run: RunFiles) -> list[str]:
-    """loss.png (training loss) and eval.png (eval WER and term recall) in the run folder; names written."""
-    from matplotlib.figure import Figure  # the Figure API renders with Agg and touches no global backend
-
-    from lora_training.atomic import atomic_write_bytes
-
-    written = []
-    train = [r for r in run.metrics if r.get("type") == "train" and isinstance(r.get("loss"), (int, float))]
-    if train:
-        fig = Figure(figsize=(6.4, 3.4), layout="constrained")
-        ax = fig.subplots()
-        ax.plot([r["step"] for r in train], [r["loss"] for r in train], color="tab:blue")
-        ax.set(xlabel="step", ylabel="training loss", title=f"{run.name}: training loss")
-        ax.grid(alpha=0.3)
-        written.append(atomic_write_bytes(run.folder.plot("loss"), _png(fig)).name)
-    evals = run.evals
-    if evals:
-        fig = Figure(figsize=(6.4, 3.4), layout="constrained")
-        ax = fig.subplots()
-        steps = [r["step"] for r in evals]
-        ax.plot(steps, [100 * r["wer"] for r in evals], marker="o", color="tab:red", label="WER")
-        recall = [(r["step"], r["term_recall"]["overall"]["recall"]) for r in evals
-                  if r.get("term_recall", {}).get("overall", {}).get("recall") is not None]
-        if recall:
-            ax.plot([s for s, _ in recall], [100 * v for _, v in recall], marker="s", color="tab:green",
-                    label="term recall")
-        best = run.best_eval
-        ax.axvline(best["step"], color="grey", linestyle=":", label=f"best WER (step {best['step']})")
-        ax.set(xlabel="step", ylabel="%", title=f"{run.name}: evaluation")
-        ax.grid(alpha=0.3)
-        ax.legend()
-        written.append(atomic_write_bytes(run.folder.plot("eval"), _png(fig)).name)
-    return written
-
-
-def _png(fig) -> bytes:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    return buffer.getvalue()
 
 
 # --- sections ---------------------------------------------------------------------------
@@ -221,12 +178,14 @@ def _summaries(run: RunFiles) -> tuple[dict | None, dict | None, str]:
 
 
 def _results(run: RunFiles) -> str:
-    from lora_training.evaluation.evaluate import deltas, metric
+    from lora_training.evaluation.evaluate import deltas, interval, metric
+    from lora_training.evaluation.intervals import within_noise
 
     baseline, adapter, source = _summaries(run)
     if baseline is None and adapter is None:
         return f"No results yet: {source}."
     delta = deltas(baseline, adapter) or {}
+    spans = ((run.eval_results or {}).get("summary") or {}).get("delta_interval") or {}
     rows = []
     for label, name, is_pct in (("WER", "wer", True), ("CER", "cer", True), ("term recall", "term_recall", True),
                                  ("term recall, seen", "term_recall_seen", True),
@@ -238,8 +197,17 @@ def _results(run: RunFiles) -> str:
             continue
         fmt = _pct if is_pct else (lambda v: "–" if v is None else str(v))
         change = _pts(delta.get(name)) if is_pct else ("–" if delta.get(name) is None else f"{delta[name]:+}")
-        rows.append([label, fmt(b), fmt(a), change])
-    return f"From {source}.\n\n" + _table(["metric", "baseline", "adapter", "change"], rows)
+        if delta.get(name) is not None and spans.get(name):
+            change += interval_text(spans[name], signed=True) + (" (within noise)" if within_noise(spans[name]) else "")
+        rows.append([label, fmt(b) + interval_text(interval(baseline, name)),
+                     fmt(a) + interval_text(interval(adapter, name)), change])
+    counted = adapter or baseline
+    note = ""
+    if counted.get("wer_interval"):
+        note = (f"\n\n[..]: 95% interval, bootstrap over {counted['n_utterances']} utterances "
+                f"({counted['n_words']} words); the change's interval is a paired bootstrap, and a change whose "
+                f"interval holds 0 is within noise.")
+    return f"From {source}.\n\n" + _table(["metric", "baseline", "adapter", "change"], rows) + note
 
 
 def _md_diff(before: str, after: str) -> tuple[str, str]:
@@ -287,8 +255,10 @@ def _safety(run: RunFiles) -> str:
     b, a = safety.get("baseline") or {}, safety.get("adapter") or {}
     verdict = {True: "passed", False: "**FAILED**", None: "not applicable"}[safety["passed"]]
     text = _table(["", "baseline", "adapter", "change", "budget", "gate"],
-                  [["safety WER", _pct(b.get("wer")), _pct(a.get("wer")),
-                    "–" if safety["delta_wer_points"] is None else f"{safety['delta_wer_points']:+.2f} pts",
+                  [["safety WER", _pct(b.get("wer")) + interval_text(b.get("wer_interval")),
+                    _pct(a.get("wer")) + interval_text(a.get("wer_interval")),
+                    "–" if safety["delta_wer_points"] is None else
+                    f"{safety['delta_wer_points']:+.2f} pts" + interval_text(safety.get("delta_interval"), signed=True),
                     f"+{safety['budget_wer_points']:.2f} pts", verdict]])
     return text + (f"\n\n{safety['n_utterances']} clips, numbers-aware normalisation (\"twenty five\" = \"25\")."
                    + (f" {_md(safety['description'])}." if safety.get("description") else ""))
