@@ -23,16 +23,18 @@ ADAPTER_SITES = ("decoder", "encoder", "both")
 PRECISIONS = ("fp32", "bf16", "fp16")
 # Every Linear in a Moonshine attention or MLP block; sites decide which layers get them.
 DEFAULT_TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "fc1", "fc2")
-PATH_FIELDS = ("train_manifest", "eval_manifest", "replay_manifest", "vocabulary")
+PATH_FIELDS = ("train_manifest", "eval_manifest", "replay_manifest", "vocabulary", "dev_manifest", "safety_manifest")
 
 
 @dataclass
 class ExperimentConfig:
     model_id: str = option(default_model("train"), model_help("train"))
     train_manifest: str = option("data/my_voice_train.jsonl", "training manifest (JSONL)")
-    eval_manifest: str = option("data/my_voice_eval.jsonl", "evaluation manifest (JSONL), decoded at every eval")
+    eval_manifest: str = option("data/my_voice_eval.jsonl", "test manifest (JSONL) for the verdict: scored twice, "
+                                                            "at step 0 and on best_adapter at the end")
     max_steps: int = option(500, "optimizer steps to train")
-    eval_interval: int = option(50, "evaluate (greedy transcripts: WER, CER, term recall) every N steps; step 0 is the baseline")
+    eval_interval: int = option(50, "evaluate on the dev set (greedy transcripts: WER, CER, term recall, safety WER) "
+                                    "every N steps; step 0 is the baseline")
     checkpoint_interval: int = option(0, "save a resumable checkpoint every N steps (0: at every eval)")
     log_interval: int = option(10, "write a progress line every N steps")
     lr: float = option(3e-4, "peak learning rate (AdamW, linear warmup then linear decay)")
@@ -55,8 +57,19 @@ class ExperimentConfig:
     target_modules: list[str] = option(list(DEFAULT_TARGET_MODULES), "Linear layer names to adapt within the chosen sites")
     replay_manifest: str | None = option(None, "general-domain manifest mixed into training against forgetting")
     replay_ratio: float = option(0.0, "replay utterances per training utterance in each epoch (e.g. 0.25)")
+    allow_overlap: bool = option(False, "start even when a train or replay row shares its normalised text or its "
+                                        "audio with an eval (or dev) row; state.json and the report count them")
     vocabulary: str | None = option(None, "vocabulary file: finds jargon terms in eval references that lack a `terms` field")
-    early_stop_patience: int = option(0, "stop after N evals without a better WER (0: off)")
+    # Choose on dev, report on test (training/dev_split.py, training/evals.py).
+    dev_manifest: str | None = option(None, "dev manifest (JSONL) that every choice reads: periodic evals, best_adapter, "
+                                            "early stop; none: carve a sentence-disjoint slice of the training data")
+    dev_fraction: float = option(0.1, "without --dev-manifest: share of the recordings carved out as the dev set "
+                                      "(10 to 200 utterances, synthetic rows topping up a small one)")
+    safety_in_loop: int = option(16, "general-English clips scored at every dev eval to show forgetting early "
+                                     "(evenly spaced, fixed for the run; 0: off)", metavar="N")
+    safety_manifest: str | None = option(None, "general-domain manifest for --safety-in-loop; none: the built-in "
+                                               "safety set's measurement half")
+    early_stop_patience: int = option(0, "stop after N dev evals without a better dev WER (0: off)")
     device: str = option("auto", "compute device", choices=DEVICES)
     precision: str = option("fp32", "autocast precision for the forward pass", choices=PRECISIONS)
     num_threads: int = option(0, "torch CPU threads (0: all cores, at most 8)")
@@ -80,6 +93,8 @@ class ExperimentConfig:
         need("lora_dropout", lambda v: 0 <= v < 1, "a number in [0, 1)")
         need("replay_ratio", lambda v: 0 <= v <= 10, "a number in [0, 10]")
         need("weight_decay", lambda v: v >= 0, "a number >= 0")
+        need("dev_fraction", lambda v: 0 < v <= 0.5, "a number in (0, 0.5], e.g. 0.1")
+        need("safety_in_loop", lambda v: v >= 0, "an integer >= 0 (0: off)")
         need("max_grad_norm", lambda v: v >= 0, "a number >= 0 (0 disables clipping)")
         need("adapter_sites", lambda v: v in ADAPTER_SITES, f"one of {', '.join(ADAPTER_SITES)}")
         need("device", lambda v: v in DEVICES, f"one of {', '.join(DEVICES)}")

@@ -27,5 +27,8 @@ def tiny_manifests(tmp_path_factory):
              "push to main", "merge the branch", "restart nginx now", "check the logs"]
     terms = [["kubectl"], ["WER"], ["dev@example.com"], ["__init__.py"], None, None, ["nginx"], None]
     train = make_manifest(root / "train", 8, texts=texts, terms=terms, name="train.jsonl", seconds=0.6)
-    evals = make_manifest(root / "eval", 3, texts=texts[:3], terms=terms[:3], name="eval.jsonl", seconds=0.6)
+    # The same terms in other sentences and other clips: run-experiment refuses an eval row that trains.
+    eval_texts = ["apply it with kubectl", "our WER went up", "write to dev@example.com"]
+    evals = make_manifest(root / "eval", 3, texts=eval_texts, terms=terms[:3], name="eval.jsonl", seconds=0.6,
+                          base_freq=700.0)
     return train, evals

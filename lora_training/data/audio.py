@@ -7,6 +7,7 @@ means nothing downstream has to know what rate or channel layout the user record
 from __future__ import annotations
 
 import errno
+import hashlib
 import io
 import os
 import stat
@@ -89,13 +90,37 @@ def load_audio(
 
 def audio_duration(path: str | os.PathLike) -> float:
     """Length in seconds from the file header, without decoding the samples."""
+    rate, _, frames = audio_header(path)
+    return float(frames) / float(rate)
+
+
+def audio_header(path: str | os.PathLike) -> tuple[int, int, int]:
+    """(sample rate, channels, frames) from the file header, without decoding the samples."""
     path = Path(path)
     _require_file(path)
     try:
         info = sf.info(str(path))
     except (sf.SoundFileError, RuntimeError) as e:
         raise AudioError(f"{path}: unreadable audio, expected wav/flac/ogg/mp3, got error: {e}") from e
-    return float(info.frames) / float(info.samplerate)
+    return info.samplerate, info.channels, info.frames
+
+
+def samples_hash(path: str | os.PathLike) -> str:
+    """sha256 of the decoded samples (float32, the file's own rate and channels) and their layout.
+
+    The samples, not the file bytes: a copy under another name, in another container (wav ->
+    flac) or sample format (16 -> 24-bit PCM) has other bytes and the same samples, and the
+    samples are what a model trains on. Not resampled, so the hash does not depend on soxr.
+    """
+    path = Path(path)
+    _require_file(path)
+    try:
+        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except (sf.SoundFileError, RuntimeError) as e:
+        raise AudioError(f"{path}: unreadable audio, expected wav/flac/ogg/mp3, got error: {e}") from e
+    digest = hashlib.sha256(f"{rate}/{data.shape[1]}/".encode())
+    digest.update(np.ascontiguousarray(data).tobytes())
+    return digest.hexdigest()
 
 
 class AudioCache:

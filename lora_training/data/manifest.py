@@ -145,6 +145,11 @@ def load_manifest(path: str | os.PathLike, *, check_audio: bool = True) -> list[
     return [utt for _, utt in _read_rows(Path(path), check_audio)]
 
 
+def load_numbered_manifest(path: str | os.PathLike, *, check_audio: bool = True) -> list[tuple[int, Utterance]]:
+    """`load_manifest` with each utterance's line number, for messages that point at `file:line`."""
+    return _read_rows(Path(path), check_audio)
+
+
 def _read_rows(path: Path, check_audio: bool) -> list[tuple[int, Utterance]]:
     """`load_manifest` with each utterance's line number, for messages that point at the line."""
     if not path.is_file():

@@ -9,6 +9,10 @@ the report can still tell the two apart.
 Rows without a `source` take it from `SOURCE=PATH`, else `--default-source`; failing both, rows
 of a manifest with no synthetic row are the user's recordings (every manifest made outside the
 toolkit looks like that) and count as real, which the summary says.
+
+`--exclude` names the held-out manifests (eval, dev, safety): a mix that would train on one of
+their sentences or clips (`data/overlap.py`: same normalised text or same samples) is refused
+before anything is written, naming the rows; `--allow-overlap` mixes anyway and counts them.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from typing import Any
 
 from lora_training.atomic import check_outputs
 from lora_training.data.manifest import SOURCES, Utterance, load_manifest, save_manifest, total_seconds
+from lora_training.data.overlap import (Overlap, describe_overlaps, find_overlaps, overlap_problem,
+                                        overlapping_rows, read_rows)
 from lora_training.errors import ConfigError, ManifestError
 from lora_training.options import option
 
@@ -54,6 +60,9 @@ class MixSummary:
     utterances: int
     hours: float
     sources: list[SourceSummary]
+    exclude: list[str]  # the held-out manifests the mix was checked against
+    overlap: int  # distinct rows of the mix that share text or audio with them (only with --allow-overlap)
+    overlap_examples: str  # the first few, as file:line and why
     notes: list[str]  # sources the mix inferred, e.g. "12 rows without `source` in a.jsonl counted as real"
 
     def to_dict(self) -> dict[str, Any]:
@@ -67,6 +76,10 @@ class MixSummary:
                 f"  {s.source:<10} {s.selected:>6} rows ({share:.0%}), {s.hours:.2f} h, "
                 f"{s.distinct} of {s.available} distinct rows used"
             )
+        if self.exclude:
+            held_out = ", ".join(self.exclude)
+            lines.append(f"  overlap with {held_out} (--allow-overlap): {self.overlap} rows, e.g. "
+                         f"{self.overlap_examples}" if self.overlap else f"  overlap with {held_out}: none")
         lines += [f"  note: {note}" for note in self.notes]
         return "\n".join(lines)
 
@@ -108,6 +121,10 @@ class MixOptions:
     default_source: str | None = option(None, "source of rows that have none and whose manifest was not named "
                                               "SOURCE=PATH", choices=SOURCES)
     seed: int = option(0, "random seed of sampling and shuffle")
+    exclude: list[str] = option([], "held-out manifests (eval, dev, safety): a mix holding a row with the same "
+                                    "normalised text or the same audio as one of theirs is refused",
+                                metavar="MANIFEST")
+    allow_overlap: bool = option(False, "mix even when rows overlap an --exclude manifest; the summary counts them")
 
 
 def mix_manifests(options: MixOptions) -> MixSummary:
@@ -126,7 +143,8 @@ def mix_manifests(options: MixOptions) -> MixSummary:
     specs = [parse_input(spec) for spec in inputs]
     if not specs:
         raise ConfigError("inputs: no manifest, expected at least one manifest to mix, got none")
-    check_outputs({"output": output}, {f"inputs[{i}]": spec.path for i, spec in enumerate(specs)})
+    check_outputs({"output": output}, {**{f"inputs[{i}]": spec.path for i, spec in enumerate(specs)},
+                                       **{f"exclude[{i}]": path for i, path in enumerate(options.exclude)}})
     notes: list[str] = []
     loaded = _load_all(specs, default_source, notes)
     pools: dict[str, list[Utterance]] = {}
@@ -143,6 +161,10 @@ def mix_manifests(options: MixOptions) -> MixSummary:
     rng.shuffle(mixed)
     if not mixed:
         raise ConfigError(f"ratio: every weight is 0 for the sources present, expected rows in the mix, got {ratio}")
+    overlaps = _overlaps_in_mix(specs, options.exclude, mixed)
+    if overlaps and not options.allow_overlap:
+        raise ConfigError(overlap_problem("inputs", overlaps, f"--exclude {', '.join(options.exclude)}",
+                                          "drop those rows from the inputs, or pass --allow-overlap to mix anyway"))
     save_manifest(output, mixed)
 
     summaries = []
@@ -160,8 +182,22 @@ def mix_manifests(options: MixOptions) -> MixSummary:
         ))
     return MixSummary(
         output=str(output), seed=seed, ratio=ratio, upsample_real=upsample_real, utterances=len(mixed),
-        hours=sum(s.hours for s in summaries), sources=summaries, notes=notes,
+        hours=sum(s.hours for s in summaries), sources=summaries, exclude=list(options.exclude),
+        overlap=overlapping_rows(overlaps), overlap_examples=describe_overlaps(overlaps), notes=notes,
     )
+
+
+def _overlaps_in_mix(specs: list[MixInput], exclude: list[str], mixed: list[Utterance]) -> list[Overlap]:
+    """Input rows that made it into the mix and share text or audio with an excluded manifest.
+
+    Rows are matched to the mix by (audio, text), which `load_manifest` makes unique per clip, so
+    a row the ratio sampled away is no leak and a repeated row is one offender.
+    """
+    if not exclude:
+        return []
+    in_mix = {(u.audio, u.text) for u in mixed}
+    rows = [row for row in read_rows([spec.path for spec in specs]) if (row.utt.audio, row.utt.text) in in_mix]
+    return find_overlaps(rows, read_rows(exclude))
 
 
 def _load_all(specs: list[MixInput], default_source: str | None, notes: list[str]) -> list[list[Utterance]]:

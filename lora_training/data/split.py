@@ -2,39 +2,35 @@
 
 Users often record a sentence twice; if one take trained and the other evaluated, the eval
 WER would measure memorisation of that sentence rather than generalisation to new ones.
+
+The summary names the eval terms no training row contains: the terms whose recall measures
+generalisation rather than memory. A row's terms are its `terms` field plus, with `--vocabulary`,
+every written form found in its text by the evaluation's rule, so a row that never listed
+`kubectl` still counts as training on it.
 """
 
 from __future__ import annotations
 
 import random
-import unicodedata
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from lora_training.atomic import check_outputs
 from lora_training.data.manifest import Utterance, load_manifest, save_manifests, total_seconds
+from lora_training.data.normalize import normalize_text
+from lora_training.data.vocabulary import load_vocabulary, terms_in
 from lora_training.errors import ConfigError
 from lora_training.options import option
 
 MIN_UTTERANCES = 5
 
 
-def _strip_edge_punctuation(word: str) -> str:
-    start, end = 0, len(word)
-    while start < end and unicodedata.category(word[start]).startswith("P"):
-        start += 1
-    while end > start and unicodedata.category(word[end - 1]).startswith("P"):
-        end -= 1
-    return word[start:end]
-
-
 def sentence_key(text: str) -> str:
-    """Casefolded, whitespace-collapsed, edge punctuation stripped: "Hello,  world!" == "hello world".
-
-    Punctuation inside words stays, so "dev@example.com" and "devexample com" remain different.
+    """The metrics' normalisation (`normalize_text`): "Hello,  world!" == "hello world", "two cats" ==
+    "2 cats", while "dev@example.com" and "devexample com" stay apart. Two takes the WER would score
+    as one sentence are one group, and the overlap check run-experiment makes agrees with the split.
     """
-    words = (_strip_edge_punctuation(w) for w in text.casefold().split())
-    return " ".join(w for w in words if w)
+    return normalize_text(text)
 
 
 @dataclass
@@ -54,6 +50,7 @@ class SplitSummary:
     eval: SideSummary
     # Jargon that appears only in eval: the split's measure of generalisation to new terms.
     unseen_eval_terms: int
+    unseen_terms: list[str]  # those terms, sorted
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -68,7 +65,8 @@ class SplitSummary:
             lines.append(
                 f"{r[0]:<{widths[0]}}  {r[1]:>{widths[1]}}  {r[2]:>{widths[2]}}  {r[3]:>{widths[3]}}  {r[4]}"
             )
-        lines.append(f"eval terms unseen in training: {self.unseen_eval_terms}")
+        unseen = f" ({', '.join(self.unseen_terms)})" if self.unseen_terms else ""
+        lines.append(f"eval terms unseen in training: {self.unseen_eval_terms}{unseen}")
         return "\n".join(lines)
 
 
@@ -76,8 +74,9 @@ def _hours(utterances: list[Utterance]) -> float:
     return total_seconds(utterances) / 3600
 
 
-def _terms(utterances: list[Utterance]) -> set[str]:
-    return {t for u in utterances for t in (u.terms or ())}
+def _terms(utterances: list[Utterance], written_forms: tuple[str, ...]) -> set[str]:
+    """Every row's `terms` field, plus the vocabulary's written forms found in its text."""
+    return {t for u in utterances for t in (*(u.terms or ()), *terms_in(u.text, written_forms))}
 
 
 @dataclass
@@ -87,6 +86,8 @@ class SplitOptions:
     eval_out: str = option("data/my_voice_eval.jsonl", "eval manifest to write")
     eval_fraction: float = option(0.2, "share of utterances for eval")
     seed: int = option(42, "random seed (same seed, same split)")
+    vocabulary: str | None = option(None, "vocabulary file: its written forms found in a row's text count as that "
+                                          "row's terms, beside its `terms` field, for the unseen-terms summary")
 
 
 def split_dataset(options: SplitOptions) -> SplitSummary:
@@ -101,7 +102,9 @@ def split_dataset(options: SplitOptions) -> SplitSummary:
         raise ConfigError(
             f"eval_fraction: out of range, expected a number strictly between 0 and 1, got {eval_fraction!r}"
         )
-    check_outputs({"train_out": train_out, "eval_out": eval_out}, {"input": input})
+    inputs = {"input": input, **({"vocabulary": options.vocabulary} if options.vocabulary else {})}
+    check_outputs({"train_out": train_out, "eval_out": eval_out}, inputs)
+    written = tuple(load_vocabulary(options.vocabulary).written_forms()) if options.vocabulary else ()
     utterances = load_manifest(input)
     n = len(utterances)
     if n < MIN_UTTERANCES:
@@ -136,7 +139,7 @@ def split_dataset(options: SplitOptions) -> SplitSummary:
         )
 
     # Summarise before writing: reading clip headers can still fail, and then nothing is written.
-    train_terms, eval_terms = _terms(train), _terms(evals)
+    train_terms, eval_terms = _terms(train, written), _terms(evals, written)
     summary = SplitSummary(
         input=str(input),
         seed=seed,
@@ -144,6 +147,7 @@ def split_dataset(options: SplitOptions) -> SplitSummary:
         train=SideSummary(str(train_out), len(train), _hours(train), len(train_terms)),
         eval=SideSummary(str(eval_out), len(evals), _hours(evals), len(eval_terms)),
         unseen_eval_terms=len(eval_terms - train_terms),
+        unseen_terms=sorted(eval_terms - train_terms),
     )
     save_manifests({train_out: train, eval_out: evals})
     return summary

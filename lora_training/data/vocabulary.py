@@ -23,7 +23,9 @@ Write `\\#` for a literal `#` where it would otherwise start a comment (`\\#incl
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 from lora_training.errors import ConfigError
@@ -64,6 +66,28 @@ class Vocabulary:
     def lookup(self, written: str) -> Term | None:
         """The term with exactly this written form (case-sensitive), or None."""
         return self._by_written.get(written)
+
+
+def terms_in(text: str, written_forms: tuple[str, ...]) -> list[str]:
+    """The written forms that occur in `text`, each once, in order of first occurrence.
+
+    The evaluation's rule (`metrics.find_terms`): case-sensitive, a word-character edge must sit
+    on a token boundary ("kubectl" is not in "kubectls", "@" is in "user@host"), and where terms
+    overlap the leftmost, then the longest, wins ("kubectl apply" over "kubectl").
+    """
+    if not written_forms:
+        return []
+    return list(dict.fromkeys(m.group(0) for m in _pattern(written_forms).finditer(text)))
+
+
+@lru_cache(maxsize=16)
+def _pattern(written_forms: tuple[str, ...]) -> re.Pattern[str]:
+    alternatives = []
+    for written in sorted(set(written_forms), key=len, reverse=True):
+        start = r"(?<!\w)" if re.match(r"\w", written[0]) else ""
+        end = r"(?!\w)" if re.match(r"\w", written[-1]) else ""
+        alternatives.append(start + re.escape(written) + end)
+    return re.compile("|".join(alternatives))
 
 
 def example_vocabulary_path() -> Path:

@@ -11,8 +11,8 @@ from collections.abc import Callable, Iterable, Sequence
 
 import jiwer
 
+from lora_training.data.normalize import get_normalizer, normalize_text
 from lora_training.evaluation.intervals import rate_interval
-from lora_training.evaluation.normalize import get_normalizer, normalize_text
 
 # Characters that make a normalised token a "symbol token" for symbol accuracy.
 # Apostrophes are not symbols ("don't"); everything else that survives normalisation inside a

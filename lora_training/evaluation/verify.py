@@ -44,7 +44,7 @@ def default_paths(manifest: str | os.PathLike) -> tuple[Path, Path]:
 def prompt_wer(utt: Utterance, transcript: str) -> float:
     """The transcript's WER against the closer of the spoken and the written form."""
     from lora_training.evaluation.metrics import utterance_wer
-    from lora_training.evaluation.normalize import normalize_for_safety
+    from lora_training.data.normalize import normalize_for_safety
 
     references = [utt.text] + ([utt.spoken] if utt.spoken else [])
     return min(utterance_wer(ref, transcript, normalize_for_safety) for ref in references)

@@ -2,7 +2,9 @@
 
 An adapter folder holds `adapter_config.json` + `adapter_model.safetensors` (written by PEFT)
 and `lora_training.json`: the base model reference and fingerprint, the training manifests
-with content hashes, and the step. Loading onto a different base model is refused.
+with content hashes, the step, the terms it trained on (`train_terms`, which `evaluate` counts
+as seen) and how it was chosen (`chosen_on`: `dev` for best_adapter, with `dev_set`,
+`dev_utterances` and `metric`). Loading onto a different base model is refused.
 """
 
 from __future__ import annotations

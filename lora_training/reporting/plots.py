@@ -1,4 +1,7 @@
-"""The report's curves: training loss, and eval WER / term recall over steps, as PNGs in the run folder."""
+"""The report's curves, as PNGs in the run folder: training loss; and dev WER, term recall and the
+in-loop safety WER over steps, with the two tests on the eval manifest as points. The safety curve
+shares the axis with dev WER so a rise in general-English errors lines up with the steps that
+caused it."""
 
 from __future__ import annotations
 
@@ -10,7 +13,8 @@ if TYPE_CHECKING:
 
 
 def plot_curves(run: RunFiles) -> list[str]:
-    """loss.png (training loss) and eval.png (eval WER and term recall) in the run folder; names written."""
+    """loss.png (training loss) and eval.png (dev WER, term recall, safety WER, test WER) in the run folder;
+    the names written."""
     from matplotlib.figure import Figure  # the Figure API renders with Agg and touches no global backend
 
     from lora_training.atomic import atomic_write_bytes
@@ -29,14 +33,22 @@ def plot_curves(run: RunFiles) -> list[str]:
         fig = Figure(figsize=(6.4, 3.4), layout="constrained")
         ax = fig.subplots()
         steps = [r["step"] for r in evals]
-        ax.plot(steps, [100 * r["wer"] for r in evals], marker="o", color="tab:red", label="WER")
+        ax.plot(steps, [100 * r["wer"] for r in evals], marker="o", color="tab:red", label="dev WER")
         recall = [(r["step"], r["term_recall"]["overall"]["recall"]) for r in evals
                   if r.get("term_recall", {}).get("overall", {}).get("recall") is not None]
         if recall:
             ax.plot([s for s, _ in recall], [100 * v for _, v in recall], marker="s", color="tab:green",
-                    label="term recall")
+                    label="dev term recall")
+        safety = [r for r in evals if r.get("safety_wer") is not None]
+        if safety:
+            ax.plot([r["step"] for r in safety], [100 * r["safety_wer"] for r in safety], marker="^", linestyle="--",
+                    color="tab:purple", label=f"safety WER ({safety[0]['safety_n']} clips)")
+        tests = [r for r in (run.test("baseline"), run.test("best")) if r]
+        if tests:  # at the step of the weights tested: 0, and best_adapter's
+            ax.plot([r["adapter_step"] for r in tests], [100 * r["wer"] for r in tests], marker="X", linestyle="none",
+                    markersize=9, color="black", label="test WER (eval manifest)")
         best = run.best_eval
-        ax.axvline(best["step"], color="grey", linestyle=":", label=f"best WER (step {best['step']})")
+        ax.axvline(best["step"], color="grey", linestyle=":", label=f"best dev WER (step {best['step']})")
         ax.set(xlabel="step", ylabel="%", title=f"{run.name}: evaluation")
         ax.grid(alpha=0.3)
         ax.legend()

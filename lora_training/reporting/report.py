@@ -2,11 +2,11 @@
 
     write_report(run_dir) -> outputs/NAME/report.md (+ loss.png, eval.png)
 
-Sources: config.json (what was asked), state.json (how it ended), metrics.jsonl (the curves and
-the trainer's evals) and eval_results.json (`evaluate NAME`: baseline vs adapter on the eval
-manifest and the safety set). Without eval_results.json the results fall back to the trainer's
-step-0 and best evals, and the report says so. The layout is docs/training_report.md, a
-`string.Template`, so a user can reorder or reword it without touching code.
+Sources: config.json, state.json, metrics.jsonl (dev evals with the in-loop safety WER; the two
+tests on the eval manifest) and eval_results.json (`evaluate NAME`). Without eval_results.json the
+results are the trainer's tests (untouched model vs best_adapter), else the dev evals of a run not
+yet ended (optimistic: best_adapter was chosen on them); the report says which. The layout is
+docs/training_report.md, a `string.Template`, so a user can reorder or reword it without code.
 """
 
 from __future__ import annotations
@@ -62,7 +62,12 @@ class RunFiles:
 
     @property
     def evals(self) -> list[dict[str, Any]]:
+        """The dev evals (step 0 and every eval_interval steps)."""
         return [r for r in self.metrics if r.get("type") == "eval"]
+
+    def test(self, adapter: str) -> dict[str, Any] | None:
+        """The trainer's test on the eval manifest: `baseline` (step 0) or `best` (best_adapter, at the end)."""
+        return next((r for r in self.metrics if r.get("type") == "test" and r.get("adapter") == adapter), None)
 
     @property
     def best_eval(self) -> dict[str, Any] | None:
@@ -133,8 +138,11 @@ def _manifest_row(label: str, path: str | None) -> list[str] | None:
 def _data(run: RunFiles) -> str:
     c = run.config
     rows = [r for r in (_manifest_row("train", c["train_manifest"]), _manifest_row("eval", c["eval_manifest"]),
-                        _manifest_row("replay", c["replay_manifest"])) if r]
+                        _manifest_row("dev", c["dev_manifest"]), _manifest_row("replay", c["replay_manifest"])) if r]
     text = _table(["set", "manifest", "utterances", "hours", "sources", "distinct terms"], rows)
+    if overlap := run.state.get("overlap"):  # run-experiment's check of training against held-out rows
+        text += ("\n\n" + "; ".join(f"train/{kind} overlap: {n} rows" for kind, n in overlap.items())
+                 + " (same normalised text or same audio, checked before training).")
     safety = (run.eval_results or {}).get("safety")
     if safety:
         text += (f"\n\nSafety set: `{_md(safety['manifest'])}`, {safety['n_utterances']} clips"
@@ -160,9 +168,16 @@ def _curves(run: RunFiles, plots: list[str]) -> str:
     lines = [f"![{p[:-4]}]({p})" for p in plots]
     best = run.best_eval
     if best:
-        lines.append(f"\nBest eval WER {_pct(best['wer'])} at step {best['step']} "
+        lines.append(f"\nBest dev WER {_pct(best['wer'])} at step {best['step']} "
                      f"(baseline {_pct((run.baseline_eval or {}).get('wer'))} at step 0); "
-                     f"{len(run.evals)} evaluations.")
+                     f"{len(run.evals)} dev evaluations of {best.get('n_utterances', '?')} clips "
+                     f"(`{_md(run.config.get('dev_manifest') or 'carved from train_manifest')}`).")
+    safety = [r for r in run.evals if r.get("safety_wer") is not None]
+    if safety:
+        worst = max(safety, key=lambda r: r["safety_wer"])
+        lines.append(f"Safety WER in the loop ({safety[0]['safety_n']} general-English clips): "
+                     f"{_pct(safety[0]['safety_wer'])} at step {safety[0]['step']}, {_pct(safety[-1]['safety_wer'])} "
+                     f"at step {safety[-1]['step']}, highest {_pct(worst['safety_wer'])} at step {worst['step']}.")
     return "\n\n".join(lines)
 
 
@@ -171,10 +186,15 @@ def _summaries(run: RunFiles) -> tuple[dict | None, dict | None, str]:
     if run.eval_results:
         s = run.eval_results["summary"]
         return s.get("baseline"), s.get("adapter"), f"`{run.folder.eval_results.name}` (best adapter on the eval manifest)"
+    baseline, tested = run.test("baseline"), run.test("best")
+    if baseline and tested:
+        return (baseline, tested, f"the trainer's test on the eval manifest (untouched model at step 0 vs best_adapter "
+                                  f"of step {tested['adapter_step']}, chosen on the dev set); run `just evaluate "
+                                  f"{run.name}` for the full evaluation with safety")
     best = run.best_eval
     return (run.baseline_eval, best,
-            f"the trainer's evals (step 0 vs best step {best['step']}); run `just evaluate {run.name}` "
-            "for the full evaluation with safety" if best else "nothing: no evaluation yet")
+            f"the trainer's dev evals (step 0 vs best step {best['step']}): optimistic, since best_adapter was chosen "
+            "on them; the eval manifest is tested when the run ends" if best else "nothing: no evaluation yet")
 
 
 def _results(run: RunFiles) -> str:
@@ -228,12 +248,13 @@ def _samples(run: RunFiles, n: int) -> str:
     from lora_training.reporting.console import changed_samples
 
     if not run.eval_results:
-        evals = run.evals
-        samples = evals[-1].get("samples") if evals else None
-        if not samples:
+        tested = run.test("best")
+        last = tested or (run.evals or [{}])[-1]
+        if not last.get("samples"):
             return "No samples yet."
-        return "Last trainer eval (first clips of the eval manifest):\n\n" + "\n".join(
-            f"- ref: {_md(s['ref'])}\n  - hyp: {_md(s['hyp'])}" for s in samples)
+        where = "best_adapter on the first clips of the eval manifest" if tested else "last dev eval, first dev clips"
+        return f"Trainer ({where}):\n\n" + "\n".join(
+            f"- ref: {_md(s['ref'])}\n  - hyp: {_md(s['hyp'])}" for s in last["samples"])
     rows = changed_samples(run.eval_results, n)
     if not rows or "adapter" not in rows[0] or "baseline" not in rows[0]:
         return "The adapter changed no transcript." if rows == [] else "Needs both baseline and adapter transcripts."
@@ -351,7 +372,7 @@ def run_row(run: RunFiles) -> dict[str, Any]:
     from lora_training.evaluation.evaluate import metric
 
     c, s = run.config, run.state
-    best = run.best_eval
+    best, baseline = run.test("best") or run.best_eval, run.test("baseline") or run.baseline_eval
     results = run.eval_results
     summary = (results or {}).get("summary") or {}
     safety = (results or {}).get("safety") or {}
@@ -364,9 +385,10 @@ def run_row(run: RunFiles) -> dict[str, Any]:
         "steps": s.get("step"),
         "max_steps": c["max_steps"],
         "train_seconds": round(seconds - s["started_at"], 1) if seconds and s.get("started_at") else None,
-        "baseline_wer": metric(summary.get("baseline"), "wer") if results else metric(run.baseline_eval, "wer"),
+        "baseline_wer": metric(summary.get("baseline"), "wer") if results else metric(baseline, "wer"),
         "best_wer": metric(summary.get("adapter"), "wer") if results else metric(best, "wer"),
-        "best_step": (results["model"].get("adapter") or {}).get("step") if results else (best or {}).get("step"),
+        "best_step": (results["model"].get("adapter") or {}).get("step") if results
+        else (best or {}).get("adapter_step", (best or {}).get("step")),
         "term_recall": metric(summary.get("adapter"), "term_recall") if results else metric(best, "term_recall"),
         "safety_delta_points": safety.get("delta_wer_points"),
         "safety_passed": safety.get("passed"),

@@ -1,11 +1,16 @@
-"""Console views of experiment states (the JSON from `status --json` is the source)."""
+"""Console views of experiment states (the JSON from `status --json` is the source).
+
+WERs during a run are the dev set's (what best_adapter is chosen on), labelled so; the eval
+manifest's numbers appear only as the run's `test` verdict. The safety column is the change of
+the in-loop safety WER since step 0, in points: the first sign that ordinary English suffers.
+"""
 
 from __future__ import annotations
 
 import time
 from typing import Any
 
-from lora_training.formatting import hms, percent
+from lora_training.formatting import hms, interval_text, percent
 
 
 def _num(value, spec: str) -> str:
@@ -24,7 +29,8 @@ def render_status(rows: list[dict[str, Any]], detailed: bool) -> str:
         return "no experiments yet (start one with `just run-experiment NAME ...`)"
     if detailed:
         return "\n\n".join(_render_one(r) for r in rows)
-    header = f"{'name':<24} {'phase':<10} {'step':>11} {'loss':>8} {'last WER':>9} {'best WER':>9} {'ETA':>8}  updated"
+    header = (f"{'name':<24} {'phase':<10} {'step':>11} {'loss':>8} {'dev WER':>9} {'best dev':>9} "
+              f"{'safety Δ':>11} {'ETA':>8}  updated")
     lines = [header, "-" * len(header)]
     for r in rows:
         best = (r.get("best") or {}).get("wer")
@@ -32,8 +38,8 @@ def render_status(rows: list[dict[str, Any]], detailed: bool) -> str:
         step = f"{r.get('step', 0)}/{r.get('max_steps', '?')}"
         eta = hms(r.get("eta_seconds")) if r.get("phase") == "running" else "-"
         lines.append(f"{r['name']:<24} {r.get('phase', '?'):<10} {step:>11} "
-                     f"{_num(r.get('loss'), '.4f'):>8} {percent(last):>9} {percent(best):>9} {eta:>8}  "
-                     f"{_age(r.get('updated_at'))}")
+                     f"{_num(r.get('loss'), '.4f'):>8} {percent(last):>9} {percent(best):>9} {_safety_change(r):>11} "
+                     f"{eta:>8}  {_age(r.get('updated_at'))}")
         if r.get("phase") == "unreadable":  # its state file is damaged: say why under its row
             lines.append(f"  {r['error']}")
     return "\n".join(lines)
@@ -48,8 +54,11 @@ def _render_one(r: dict[str, Any]) -> str:
         f"step:       {r.get('step', 0)}/{r.get('max_steps', '?')}"
         + (f"  ETA {hms(r.get('eta_seconds'))}" if r.get("phase") == "running" else ""),
         f"loss:       {_num(r.get('loss'), '.4f')}  lr {_num(r.get('lr'), '.2e')}",
-        f"last eval:  step {last.get('step', '-')}  WER {percent(last.get('wer'))}  term recall {percent(last.get('term_recall'))}",
-        f"best eval:  step {best.get('step', '-')}  WER {percent(best.get('wer'))}  term recall {percent(best.get('term_recall'))}",
+        f"last dev:   step {last.get('step', '-')}  WER {percent(last.get('wer'))}  term recall "
+        f"{percent(last.get('term_recall'))}  safety WER {_safety(last, r.get('safety_baseline'))}",
+        f"best dev:   step {best.get('step', '-')}  WER {percent(best.get('wer'))}  term recall "
+        f"{percent(best.get('term_recall'))}  safety WER {_safety(best, r.get('safety_baseline'))}  (best_adapter)",
+        f"test:       {_test(r.get('test') or {})}",
         f"pid:        {r.get('pid', '-')}  updated {_age(r.get('updated_at'))}",
     ]
     for name, path in (r.get("adapters") or {}).items():
@@ -58,6 +67,30 @@ def _render_one(r: dict[str, Any]) -> str:
         lines.append("last log lines:")
         lines.extend(f"  {line}" for line in r["log_tail"])
     return "\n".join(lines)
+
+
+def _safety_change(r: dict[str, Any]) -> str:
+    last, start = (r.get("last_eval") or {}).get("safety_wer"), r.get("safety_baseline")
+    return "-" if last is None or start is None else f"{100 * (last - start):+.2f} pts"
+
+
+def _safety(row: dict[str, Any], start: float | None) -> str:
+    if row.get("safety_wer") is None:
+        return "-"
+    change = "" if start is None else f", {100 * (row['safety_wer'] - start):+.2f} pts since step 0"
+    return f"{percent(row['safety_wer'])} ({row.get('safety_n')} clips{change})"
+
+
+def _test(test: dict[str, Any]) -> str:
+    """The eval manifest's verdict: the untouched model at step 0, best_adapter at the end."""
+    base, best = test.get("baseline"), test.get("best")
+    if not base:
+        return "-"
+    text = f"eval manifest ({base.get('n_utterances')} clips): untouched WER {percent(base['wer'])}"
+    if not best:
+        return text + "; best_adapter is tested at the end of the run"
+    return (text + f" → best_adapter (step {best.get('adapter_step')}) {percent(best['wer'])}"
+            + interval_text(best.get("wer_interval")))
 
 
 def render_validation(results: list[dict]) -> str:

@@ -3,9 +3,14 @@
 The demo "user" is one espeak-ng voice that the synthetic stage never uses, reading ~100 sentences
 built from the example vocabulary (~40 developer terms): those are "their recordings". Then a
 scaled-down version of the vocabulary-expansion pipeline runs through the same runner as
-`just pipeline`: split → synth (other voices) → mix → a short LoRA run on
-embedded:moonshine-base → evaluation (baseline vs adapter on the held-out split, plus the builtin
+`just pipeline`: split → eval set → synth (other voices) → mix → a short LoRA run on
+embedded:moonshine-base → evaluation (baseline vs adapter on the eval set, plus the builtin
 safety set) → report.
+
+Nothing held out trains: synth and mix exclude the eval set (same sentence, same clip), and a few
+terms (`HOLDOUT_TERMS`, the synth stage's seeded `holdout_terms` choice) are in no training
+sentence at all. The user says those only in a few extra recordings that join the eval set, so
+the table's "unseen" row measures recall on terms the adapter never heard.
 """
 
 from __future__ import annotations
@@ -26,40 +31,69 @@ MODEL = default_model("demo")
 USER_VOICE = "en-us+m3"
 USER_SENTENCES = 100
 SYNTHETIC_SENTENCES = 160
+SYNTH_SEED = 7
+# Terms no training sentence holds (chosen by SYNTH_SEED); the user reads UNSEEN_SENTENCES with them, for eval only.
+HOLDOUT_TERMS = 4
+UNSEEN_SENTENCES = 8
 EXPERIMENT = "demo_tune"
 
 
-def build_demo_user(data: Path, *, progress: bool = True) -> Path:
-    """Write data/vocabulary.txt and data/my_voice_all.jsonl (the user's "recordings")."""
-    from lora_training.data.manifest import load_manifest, save_manifest
-    from lora_training.data.vocabulary import example_vocabulary_path
-    from lora_training.synth.synthesize import SynthConfig, synthesize_dataset
+def build_demo_user(data: Path, *, progress: bool = True) -> list[str]:
+    """Write data/vocabulary.txt, data/my_voice_all.jsonl (the user's "recordings", free of the
+    held-out terms) and data/my_voice_unseen.jsonl (the user saying them); returns those terms."""
+    from lora_training.data.vocabulary import example_vocabulary_path, load_vocabulary
+    from lora_training.synth.plan import choose_holdout
 
     data.mkdir(parents=True, exist_ok=True)
     vocabulary = data / "vocabulary.txt"
     shutil.copyfile(example_vocabulary_path(), vocabulary)
-    spoken = data / "recordings.jsonl"
-    synthesize_dataset(SynthConfig(vocabulary=str(vocabulary), count=USER_SENTENCES, min_per_term=2,
-                                   output=str(spoken), voices=(USER_VOICE,), gate=False, seed=2024),
-                       progress=progress)
+    terms = load_vocabulary(vocabulary)
+    unseen = choose_holdout(terms, HOLDOUT_TERMS, SYNTH_SEED)  # the synth stage's own choice
+    holdout = data / "holdout_terms.txt"
+    holdout.write_text("".join(f"{term}\n" for term in unseen), encoding="utf-8")
+    lines = vocabulary.read_text(encoding="utf-8").split("\n")
+    unseen_vocabulary = data / "unseen_vocabulary.txt"
+    unseen_vocabulary.write_text("".join(f"{lines[t.line - 1]}\n" for t in terms.terms if t.written in unseen),
+                                 encoding="utf-8")
+    _record(data / "recordings.jsonl", data / "my_voice_all.jsonl", progress=progress, vocabulary=str(vocabulary),
+            count=USER_SENTENCES, exclude_terms=str(holdout))
+    _record(data / "unseen_recordings.jsonl", data / "my_voice_unseen.jsonl", progress=progress,
+            vocabulary=str(unseen_vocabulary), count=UNSEEN_SENTENCES)
+    return unseen
+
+
+def _record(spoken: Path, output: Path, *, progress: bool, **synth) -> None:
+    """The demo user "records" sentences: synthesis in their voice, rows marked as real recordings."""
+    from lora_training.data.manifest import load_manifest, save_manifest
+    from lora_training.synth.synthesize import SynthConfig, synthesize_dataset
+
+    synthesize_dataset(SynthConfig(min_per_term=2, output=str(spoken), voices=(USER_VOICE,), gate=False, seed=2024,
+                                   **synth), progress=progress)
     rows = load_manifest(spoken)
     for row in rows:
         row.source, row.speaker = "real", f"demo user (espeak-ng {USER_VOICE})"
-    return save_manifest(data / "my_voice_all.jsonl", rows)
+    save_manifest(output, rows)
 
 
 def demo_pipeline(work: Path) -> Pipeline:
     data = work / "data"
-    d = {name: str(data / name) for name in ("my_voice_all.jsonl", "my_voice_train.jsonl", "my_voice_eval.jsonl",
-                                             "synthetic_train.jsonl", "mixed_train.jsonl", "vocabulary.txt")}
+    d = {name: str(data / name) for name in ("my_voice_all.jsonl", "my_voice_train.jsonl", "my_voice_split_eval.jsonl",
+                                             "my_voice_unseen.jsonl", "my_voice_eval.jsonl", "synthetic_train.jsonl",
+                                             "mixed_train.jsonl", "vocabulary.txt")}
+    held_out = [d["my_voice_eval.jsonl"]]
     stages = [
         Stage("split", "split", {"input": d["my_voice_all.jsonl"], "train_out": d["my_voice_train.jsonl"],
-                                 "eval_out": d["my_voice_eval.jsonl"], "eval_fraction": 0.2, "seed": 42}),
+                                 "eval_out": d["my_voice_split_eval.jsonl"], "eval_fraction": 0.2, "seed": 42,
+                                 "vocabulary": d["vocabulary.txt"]}),
+        # The eval set: the split's held-out side plus the recordings of terms no training row holds.
+        Stage("eval-set", "mix", {"inputs": [d["my_voice_split_eval.jsonl"], d["my_voice_unseen.jsonl"]],
+                                  "output": d["my_voice_eval.jsonl"]}),
         Stage("synth", "synth", {"vocabulary": d["vocabulary.txt"], "count": SYNTHETIC_SENTENCES, "min_per_term": 3,
                                  "output": d["synthetic_train.jsonl"], "exclude_voices": [USER_VOICE],
-                                 "gate_model": MODEL, "seed": 7}),
+                                 "gate_model": MODEL, "seed": SYNTH_SEED, "holdout_terms": HOLDOUT_TERMS,
+                                 "exclude": held_out}),
         Stage("mix", "mix", {"inputs": [d["my_voice_train.jsonl"], d["synthetic_train.jsonl"]],
-                             "output": d["mixed_train.jsonl"]}),
+                             "output": d["mixed_train.jsonl"], "exclude": held_out}),
         Stage("train", "run-experiment", {
             "experiment": EXPERIMENT, "model_id": MODEL, "train_manifest": d["mixed_train.jsonl"],
             "eval_manifest": d["my_voice_eval.jsonl"], "vocabulary": d["vocabulary.txt"],
@@ -88,7 +122,8 @@ def run_demo(workdir: str | Path = DemoOptions.workdir) -> int:
     if work.exists():
         shutil.rmtree(work)
     print(f"demo: building the demo user ({USER_SENTENCES} sentences in espeak-ng voice {USER_VOICE}) in {work}/data")
-    build_demo_user(work / "data")
+    unseen = build_demo_user(work / "data")
+    print(f"demo: terms in no training sentence, said in {UNSEEN_SENTENCES} eval recordings: {', '.join(unseen)}")
     state = run_pipeline(demo_pipeline(work))
     result = next(s["result"] for s in state["stages"] if s["name"] == "evaluate")
     print()

@@ -155,7 +155,7 @@ def start_experiment(name: str, cfg: ExperimentConfig | None, *, outputs: str | 
                                     f"or --overwrite to start again")
         elif cfg is None:
             raise ConfigError("config: expected an experiment config for a new run, got none")
-        preflight(cfg, name)
+        overlap = preflight(cfg, name)
         if not resume and run.path.exists():
             _remove_run(run, phase, say)
         elif unreadable:
@@ -166,7 +166,7 @@ def start_experiment(name: str, cfg: ExperimentConfig | None, *, outputs: str | 
         RunState(run.path, initial={"name": name} if unreadable else None).update(
             phase="queued", name=name, pid=me if foreground else None,
             pid_started=_process_start_time(me) if foreground else None, error=None,
-            max_steps=cfg.max_steps, queued_at=time.time())
+            max_steps=cfg.max_steps, queued_at=time.time(), overlap=overlap)
         if foreground:
             phase = run_in_process(run.path, resume=resume, echo=True)
             return {"run_dir": str(run.path), "log": str(run.log), "pid": me, "phase": phase}

@@ -71,7 +71,7 @@ class RunDir:
 
     @property
     def metrics(self) -> Path:
-        """One JSON object per logged step and per evaluation."""
+        """One JSON object per logged step (`train`), dev eval (`eval`) and test on the eval manifest (`test`)."""
         return self.path / "metrics.jsonl"
 
     @property
@@ -89,7 +89,7 @@ class RunDir:
 
     @property
     def best_adapter(self) -> Path:
-        """The adapter of the best eval so far."""
+        """The adapter of the best dev eval so far (chosen on the dev set, never on the eval manifest)."""
         return self.path / "best_adapter"
 
     @property
@@ -111,7 +111,7 @@ class RunDir:
         return {p.name: str(p) for p in (self.adapter, self.best_adapter) if p.is_dir()}
 
     def preferred_adapter(self) -> Path:
-        """The adapter `evaluate` and `report` use: the best eval's, else the final one."""
+        """The adapter `evaluate` and `report` use: the best dev eval's, else the final one."""
         for folder in (self.best_adapter, self.adapter):
             if (folder / "adapter_config.json").is_file():
                 return folder

@@ -6,7 +6,7 @@ import json
 import math
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from lora_training.atomic import atomic_write_text
 
@@ -62,14 +62,17 @@ def read_metrics(path: str | Path) -> list[dict[str, Any]]:
     return records
 
 
-def drop_rows_after(path: str | Path, step: int | None) -> int:
+def drop_rows_after(path: str | Path, step: int | None, *,
+                    redo: Callable[[dict[str, Any]], bool] = lambda row: False) -> int:
     """Before a resumed run appends, drop the rows it will log again: those after the checkpoint's
-    `step` (all of them when `step` is None: the run restarts from scratch). Always rewritten, and
-    atomically: a torn last line from a crash must not glue onto the next row appended."""
+    `step` (all of them when `step` is None: the run restarts from scratch), and those `redo` names
+    (rows logged after the checkpoint of their own step). Always rewritten, and atomically: a torn
+    last line from a crash must not glue onto the next row appended."""
     path = Path(path)
     if not path.exists():
         return 0
     records = read_metrics(path)
-    kept = [r for r in records if step is not None and isinstance(r.get("step"), int) and r["step"] <= step]
+    kept = [r for r in records
+            if step is not None and isinstance(r.get("step"), int) and r["step"] <= step and not redo(r)]
     atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in kept))
     return len(records) - len(kept)

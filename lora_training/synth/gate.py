@@ -15,7 +15,7 @@ from typing import Callable, Literal, Sequence
 import jiwer
 import numpy as np
 
-from lora_training.evaluation.normalize import normalize_for_safety
+from lora_training.data.normalize import normalize_for_safety
 
 Transcriber = Callable[[list[np.ndarray]], list[str]]
 Decision = Literal["keep", "regenerate", "drop"]

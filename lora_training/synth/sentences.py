@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Callable
 
 from lora_training.data.vocabulary import Vocabulary
 from lora_training.errors import ConfigError
@@ -159,7 +160,8 @@ STREAMS = {"record": TEMPLATES[0::2], "synth": TEMPLATES[1::2]}
 
 
 def generate_sentences(
-    vocabulary: Vocabulary, count: int, *, seed: int = 0, min_per_term: int = 3, stream: str = "synth"
+    vocabulary: Vocabulary, count: int, *, seed: int = 0, min_per_term: int = 3, stream: str = "synth",
+    reject: Callable[[str], bool] | None = None,
 ) -> list[GeneratedSentence]:
     """`count` sentences in which every term appears in at least `min_per_term` of them.
 
@@ -167,6 +169,9 @@ def generate_sentences(
     that template, then at random), so coverage comes first and usage stays even afterwards.
     A sentence gets more term slots only when the sentences left could not otherwise cover
     what is still missing, which keeps the one-term templates in play whenever count allows.
+    `reject(text)` refuses a rendered sentence (one of a held-out manifest, one holding a held-out
+    term): the next template replaces it, so the count and the coverage stay as asked, and a
+    reject that refuses nothing leaves the sentences exactly as without it.
     """
     written = vocabulary.written_forms()
     max_slots = min(_MAX_SLOTS, len(written))
@@ -190,7 +195,7 @@ def generate_sentences(
         need = _slots_needed(uses, min_per_term, count - index, max_slots)
         eligible = [t for t in templates if need <= t.slots <= max_slots]
         eligible.sort(key=lambda t: (template_uses[t.id], rng.random()))
-        sentence = _first_fitting(eligible, vocabulary, uses, templates_seen, rng)
+        sentence = _first_fitting(eligible, vocabulary, uses, templates_seen, rng, reject)
         template_uses[sentence.template] += 1
         for term in sentence.terms:
             uses[term] += 1
@@ -241,20 +246,30 @@ def _first_fitting(
     uses: dict[str, int],
     templates_seen: dict[str, set[str]],
     rng: random.Random,
+    reject: Callable[[str], bool] | None = None,
 ) -> GeneratedSentence:
-    """The first template whose chosen terms all survive as themselves in the rendered text.
+    """The first template whose chosen terms all survive as themselves in the rendered text,
+    and whose text `reject` does not refuse.
 
     A term can be swallowed when the text around it forms a longer term of the user's
     vocabulary; that sentence would not count for the term, so the next template is tried.
     """
+    swallowed: list[str] = []
     for template in templates:
         ranked = sorted(uses, key=lambda term: (uses[term], template.id in templates_seen[term], rng.random()))
         chosen = ranked[: template.slots]
         text = _render(template, chosen, rng)
+        if reject is not None and reject(text):
+            continue
         spoken, terms = speak(text, vocabulary, rng)
         swallowed = [term for term in chosen if term not in terms]
         if not swallowed:
             return GeneratedSentence(text=text, spoken=spoken, terms=terms, template=template.id)
+    if not swallowed:  # every template's sentence was refused
+        raise ConfigError(
+            f"{vocabulary.path}: every template gives a refused sentence for {', '.join(chosen)}, expected one "
+            f"outside the --exclude manifests and free of held-out terms, got {text!r} last"
+        )
     term = vocabulary.lookup(swallowed[0])
     raise ConfigError(
         f"{vocabulary.path}:{term.line}: term {term.written!r} merges with the words around it into "

@@ -26,6 +26,9 @@ class SynthSummary:
     gate_cer: dict | None  # mean / max over clips kept this run
     terms: dict  # coverage: count, min_uses, below_min
     dropped_examples: list[dict]
+    exclude: list[str]  # held-out manifests whose sentences (normalised text) are never spoken
+    excluded_sentences: int  # refused for --exclude or a held-out term: generated ones replaced, listed ones dropped
+    holdout_terms: list[str]  # in no sentence: --holdout-terms, --exclude-terms and the terms containing them
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -55,5 +58,11 @@ class SynthSummary:
         if terms["count"]:
             below = f", below {terms['min_per_term']}: {', '.join(terms['below_min'])}" if terms["below_min"] else ""
             lines.append(f"  terms: {terms['count']} covered at least {terms['min_uses']} times{below}")
+        if self.exclude or self.excluded_sentences:
+            held_out = f" ({', '.join(self.exclude)})" if self.exclude else ""
+            lines.append(f"  excluded: {self.excluded_sentences} sentence(s) of held-out manifests{held_out} or "
+                         "with held-out terms (generated ones replaced, listed ones dropped)")
+        if self.holdout_terms:
+            lines.append(f"  held-out terms (in no sentence): {', '.join(self.holdout_terms)}")
         lines.append(f"  audio: {self.audio_dir}")
         return "\n".join(lines)

@@ -5,7 +5,8 @@ form, backend, augmentation, seed), the output manifest is checkpointed every fe
 on exit (Ctrl-C included), and a re-run keeps every listed clip whose file is still a valid
 16 kHz clip. Sentences the gate dropped are tried again on a re-run. A run that would drop
 clips the manifest lists (a smaller `--count`, another seed) is refused unless `--overwrite`,
-and then the summary counts what was removed.
+and then the summary counts what was removed. Which sentences are spoken, and what is kept out of
+them (held-out manifests' sentences, held-out terms), is `plan.py`'s.
 """
 
 from __future__ import annotations
@@ -27,13 +28,13 @@ import numpy as np
 from lora_training.atomic import check_outputs
 from lora_training.data.audio import MAX_SECONDS, MIN_SECONDS, SAMPLE_RATE, write_wav
 from lora_training.data.manifest import Utterance, load_manifest, save_manifest, total_seconds
-from lora_training.data.vocabulary import load_vocabulary
 from lora_training.defaults import default_model, model_help
 from lora_training.errors import ConfigError, LoraTrainingError
 from lora_training.options import option
 from lora_training.synth import gate as gates
 from lora_training.synth.augment import augment
-from lora_training.synth.sentences import GeneratedSentence, generate_sentences, sentences_from_file
+from lora_training.synth.plan import plan_sentences
+from lora_training.synth.sentences import GeneratedSentence
 from lora_training.synth.summary import SynthSummary
 from lora_training.synth.tts import BACKENDS, BackendOptions, Clip, TtsBackend
 
@@ -69,6 +70,12 @@ class SynthConfig:
     gate_retries: int = option(gates.DEFAULT_RETRIES, "regenerations (new seed and voice) before a sentence is dropped")
     overwrite: bool = option(False, "drop the clips an existing --output lists that this run would not make again "
                                     "(a smaller --count, another --seed); without it such a run is refused")
+    exclude: list[str] = option([], "held-out manifests (eval, dev, safety): no sentence whose normalised text is "
+                                    "one of theirs is spoken (generated ones are replaced)", metavar="MANIFEST")
+    holdout_terms: int = option(0, "keep N vocabulary terms (a choice fixed by --seed) out of every sentence, so "
+                                   "evaluation can measure terms the adapter never heard", metavar="N")
+    exclude_terms: str | None = option(None, "file of written forms, one per line, kept out of every sentence",
+                                       metavar="FILE")
 
     def __post_init__(self) -> None:
         self.exclude_voices = tuple(self.exclude_voices)
@@ -86,6 +93,11 @@ class SynthConfig:
             problems.append(f"gate_max_cer: expected a CER above 0, got {self.gate_max_cer}")
         if self.gate_retries < 0:
             problems.append(f"gate_retries: expected 0 or more, got {self.gate_retries}")
+        if self.holdout_terms < 0:
+            problems.append(f"holdout_terms: expected 0 or more terms, got {self.holdout_terms}")
+        if self.vocabulary is None and (self.holdout_terms or self.exclude_terms):
+            problems.append("holdout_terms: holding terms out needs --vocabulary (the terms come from it), "
+                            "got --sentences alone")
         if not self.output.endswith(".jsonl"):
             problems.append(f"output: expected a .jsonl manifest path, got {self.output}")
         if problems:
@@ -136,13 +148,16 @@ class SynthRun:
         self.counts = Counter()
         self.kept_cers: list[float] = []
         self.dropped: list[dict] = []
+        self.holdout_terms: list[str] = []
         self._saved_at = time.monotonic()
 
     def setup(self) -> list[Job]:
         inputs = {"vocabulary": self.cfg.vocabulary, "sentences": self.cfg.sentences,
-                  "reference_manifest": self.cfg.reference_manifest}
+                  "reference_manifest": self.cfg.reference_manifest, "exclude_terms": self.cfg.exclude_terms,
+                  **{f"exclude[{i}]": path for i, path in enumerate(self.cfg.exclude)}}
         check_outputs({"output": self.output}, {name: path for name, path in inputs.items() if path is not None})
-        sentences = self._sentences()
+        plan = plan_sentences(self.cfg)
+        sentences, self.holdout_terms, self.counts["excluded"] = plan.sentences, plan.holdout_terms, plan.excluded
         self.backend.check()
         fingerprint = "\n".join([self.backend.fingerprint(), f"augment={self.cfg.augment}", f"seed={self.cfg.seed}"])
         self.jobs = [
@@ -175,15 +190,6 @@ class SynthRun:
                 f"quality gate, got {self.counts['drop']} dropped (see the gate options)"
             )
         return self._summary(time.perf_counter() - start)
-
-    def _sentences(self) -> list[GeneratedSentence]:
-        cfg = self.cfg
-        vocabulary = load_vocabulary(cfg.vocabulary) if cfg.vocabulary is not None else None
-        if cfg.sentences is None:
-            return generate_sentences(vocabulary, cfg.count, seed=cfg.seed, min_per_term=cfg.min_per_term)
-        if vocabulary is None:
-            return _plain_sentences(cfg.sentences)
-        return sentences_from_file(cfg.sentences, vocabulary, seed=cfg.seed)
 
     def _resumable_rows(self) -> dict[str, Utterance]:
         """Rows of an earlier run of the same jobs whose clip is still a valid 16 kHz clip."""
@@ -329,6 +335,9 @@ class SynthRun:
                 "below_min": below,
             },
             dropped_examples=self.dropped[:MAX_DROPPED_EXAMPLES],
+            exclude=list(self.cfg.exclude),
+            excluded_sentences=self.counts["excluded"],
+            holdout_terms=self.holdout_terms,
         )
 
 
@@ -346,24 +355,6 @@ def _clip_id(index: int, sentence: GeneratedSentence, fingerprint: str) -> str:
     """Position for order and readability, content hash so a changed input never reuses a clip."""
     digest = hashlib.sha256("\n".join([sentence.text, sentence.spoken, fingerprint]).encode("utf-8")).hexdigest()
     return f"{index:05d}-{digest[:10]}"
-
-
-def _plain_sentences(path: str) -> list[GeneratedSentence]:
-    """`--sentences` without a vocabulary: each line is spoken as written and has no terms."""
-    file = Path(path)
-    try:
-        # "\n" only: a U+2028 inside a sentence is not the end of its line.
-        lines = [line.rstrip("\r") for line in file.read_text(encoding="utf-8-sig").split("\n")]
-    except FileNotFoundError as e:
-        raise ConfigError(f"{file}: sentences file not found, expected one sentence per line, got no file") from e
-    sentences = [
-        GeneratedSentence(text=line.strip(), spoken=line.strip(), terms=[], template=f"{file.name}:{number}")
-        for number, line in enumerate(lines, start=1)
-        if line.strip()
-    ]
-    if not sentences:
-        raise ConfigError(f"{file}: no sentences, expected one sentence per line, got only blank lines")
-    return sentences
 
 
 def _valid_clip(path: str) -> bool:

@@ -36,11 +36,13 @@ def make_manifest(
     terms: Sequence[list[str] | None] | None = None,
     name: str = "manifest.jsonl",
     seconds: float = 1.0,
+    base_freq: float = 220.0,
 ) -> Path:
     """Write n tones under folder/audio/ and a manifest beside them with relative paths.
 
     Default texts are distinct sentences; `terms`, when given, is one list (or None) per utterance.
-    Each clip has its own pitch, so tests can tell clips apart by content.
+    Each clip has its own pitch (`base_freq` + 5 Hz per row), so tests can tell clips apart by
+    content; manifests meant to share no clip (train and eval) take different `base_freq`s.
     """
     folder = Path(folder)
     texts = list(texts) if texts is not None else [f"test sentence number {i}" for i in range(n)]
@@ -50,7 +52,7 @@ def make_manifest(
         raise ValueError(f"make_manifest: terms, expected {n} items, got {len(terms)}")
     utterances = []
     for i, text in enumerate(texts):
-        audio = write_tone(folder / "audio" / f"utt_{i:04d}.wav", seconds=seconds, freq=220.0 + 5.0 * i)
+        audio = write_tone(folder / "audio" / f"utt_{i:04d}.wav", seconds=seconds, freq=base_freq + 5.0 * i)
         utterances.append(
             Utterance(
                 audio=str(audio),

@@ -7,6 +7,7 @@ the newest does not load (a crash or a full disk mid-write, a bad sector) the on
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -90,6 +91,22 @@ def _fsync(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def state_digest(state: dict[str, torch.Tensor]) -> str:
+    """A short digest of a state dict's names and values (as float32), for comparing adapters across ranks."""
+    h = hashlib.sha256()
+    for key in sorted(state):
+        h.update(key.encode())
+        h.update(state[key].detach().cpu().to(torch.float32).numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def seed_everything(seed: int) -> None:
+    """Python's, NumPy's and torch's generators from the run's seed (adapter init, dropout)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
 
 
 def capture_rng() -> dict[str, Any]:

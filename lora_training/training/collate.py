@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from lora_training.data.audio import normalize_audio
+from lora_training.errors import LoraTrainingError
 from lora_training.models.moonshine_ops import IGNORE_INDEX  # the label padding the model's loss skips
 
 
@@ -31,6 +32,17 @@ class Example:
 
 def encode_labels(tokenizer, text: str, eos_token_id: int) -> list[int]:
     return [*tokenizer(text, add_special_tokens=False).input_ids, eos_token_id]
+
+
+def check_label_lengths(utterances, examples: list[Example], positions: int) -> None:
+    """Moonshine's decoder has `positions` positions: a longer transcript cannot be trained on."""
+    too_long = [(u, len(e.labels)) for u, e in zip(utterances, examples) if len(e.labels) >= positions]
+    if too_long:
+        u, n = too_long[0]
+        raise LoraTrainingError(
+            f"utterance {u.id}: transcript has {n} tokens, expected fewer than the model's {positions} "
+            f"positions ({len(too_long)} such utterance(s)); split long recordings"
+        )
 
 
 def bucketed_batches(lengths: list[int], batch_size: int, rng: random.Random, bucket_batches: int = 32) -> list[list[int]]:

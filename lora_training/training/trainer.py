@@ -2,10 +2,12 @@
 
     Trainer(cfg, run_dir).run(resume=...)  =  setup() → train() → cleanup()
 
-Step 0 evaluates the untouched model (the adapter starts as a no-op), so the baseline is the
-first row of `metrics.jsonl`. Every `eval_interval` steps the model transcribes the eval
-manifest greedily and is scored on WER, CER and jargon term recall; `best_adapter/` follows
-the best WER, `adapter/` is the final one. Runs under Hugging Face Accelerate, so
+Choose on dev, report on test (`evals.py`). Step 0 evaluates the untouched model (the adapter
+starts as a no-op) on the dev set and on the eval manifest, so both baselines are the first rows
+of `metrics.jsonl`. Every `eval_interval` steps the model transcribes the dev set greedily (WER,
+CER, jargon term recall, and the safety WER of a few general-English clips beside them);
+`best_adapter/` follows the best dev WER, `adapter/` is the final one, and the eval manifest is
+read once more, at the end, for best_adapter's verdict. Runs under Hugging Face Accelerate, so
 `accelerate launch --num_processes N` gives DDP without code changes.
 """
 
@@ -15,13 +17,11 @@ import contextlib
 import logging
 import math
 import os
-import random
 import signal
 import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from lora_training.config import ExperimentConfig, adapter_kind
@@ -29,9 +29,11 @@ from lora_training.data.audio import AudioCache
 from lora_training.data.manifest import load_manifests, manifest_hash
 from lora_training.errors import LoraTrainingError
 from lora_training.models.moonshine_ops import clip_encoder_states, decoder_loss, padded_encoder_outputs
-from lora_training.training.checkpoints import CheckpointManager, restore_rng
-from lora_training.training.collate import Example, encode_labels, pad_audio, pad_labels
+from lora_training.training.checkpoints import CheckpointManager, restore_rng, seed_everything, state_digest
+from lora_training.training.collate import Example, check_label_lengths, encode_labels, pad_audio, pad_labels
 from lora_training.training.data_order import DataOrder
+from lora_training.training.dev_split import CARVED, dev_and_train, dev_digest
+from lora_training.training.evals import EvalSet, InLoopEvals, adapter_weights, brief, describe, safety_set, seen_terms
 from lora_training.formatting import hms
 from lora_training.runs import RunDir
 from lora_training.runs.metrics_log import JsonlMetricsLogger, NullMetricsLogger, drop_rows_after
@@ -64,15 +66,17 @@ class Trainer:
         """Cheap checks before expensive work: every manifest is validated before the model loads."""
         cfg = self.cfg
         loaded = load_manifests(cfg)
-        self.train_utts = loaded["train_manifest"]
         self.eval_utts = loaded["eval_manifest"]
         self.replay_utts = loaded.get("replay_manifest", [])
-        self.seen_terms = sorted({t for u in self.train_utts for t in (u.terms or [])})
+        self.train_utts, self.dev_utts = dev_and_train(cfg, loaded["train_manifest"])
+        self.dev_id = dev_digest(self.dev_utts)
         self.vocabulary = None
         if cfg.vocabulary:
             from lora_training.data.vocabulary import load_vocabulary
 
             self.vocabulary = load_vocabulary(cfg.vocabulary).written_forms()
+        listed = [t for u in self.dev_utts + self.eval_utts for t in (u.terms or [])]
+        self.seen_terms = seen_terms(self.train_utts, (self.vocabulary or []) + listed)
 
     def setup(self, resume: bool) -> None:
         from accelerate import Accelerator
@@ -84,7 +88,7 @@ class Trainer:
         cfg = self.cfg
         self.load_data()
         set_threads(cfg.num_threads)
-        self._seed_everything(cfg.seed)
+        seed_everything(cfg.seed)
         self.accelerator = Accelerator(
             cpu=cfg.device == "cpu",
             mixed_precision={"fp32": "no", "bf16": "bf16", "fp16": "fp16"}[cfg.precision],
@@ -110,10 +114,14 @@ class Trainer:
         tok = self.processor.tokenizer
         self.train_examples = [Example(u.audio, audio.get(u.audio), encode_labels(tok, u.text, self.eos_id)) for u in self.train_utts]
         self.replay_examples = [Example(u.audio, audio.get(u.audio), encode_labels(tok, u.text, self.eos_id)) for u in self.replay_utts]
-        self.eval_audio = [audio.get(u.audio) for u in self.eval_utts]
-        log.info("decoded %d train, %d replay, %d eval clips in %.1fs", len(self.train_examples),
-                 len(self.replay_examples), len(self.eval_audio), time.perf_counter() - started)
-        self._check_label_lengths(model.config.max_position_embeddings)
+        self.evals = InLoopEvals(
+            EvalSet.of("dev", cfg.dev_manifest or CARVED, self.dev_utts, audio),
+            EvalSet.of("test", cfg.eval_manifest, self.eval_utts, audio),
+            safety_set(cfg.safety_manifest, cfg.safety_in_loop) if self.is_main else None,
+            seen_terms=self.seen_terms, vocabulary=self.vocabulary, batch_size=cfg.eval_batch_size)
+        log.info("decoded %d train, %d replay, %d dev, %d eval clips in %.1fs", len(self.train_examples),
+                 len(self.replay_examples), len(self.dev_utts), len(self.eval_utts), time.perf_counter() - started)
+        check_label_lengths(self.train_utts, self.train_examples, model.config.max_position_embeddings)
 
         # With no adapter in the encoder its output for a clip never changes: compute it once,
         # without gradients, and train only the decoder on the cached states.
@@ -135,15 +143,6 @@ class Trainer:
         # Opened only now: a resume first rewrites the file without the rows it will log again.
         self.metrics = JsonlMetricsLogger(self.folder.metrics) if self.is_main else NullMetricsLogger()
 
-    def _check_label_lengths(self, positions: int) -> None:
-        too_long = [(u, len(e.labels)) for u, e in zip(self.train_utts, self.train_examples) if len(e.labels) >= positions]
-        if too_long:
-            u, n = too_long[0]
-            raise LoraTrainingError(
-                f"utterance {u.id}: transcript has {n} tokens, expected fewer than the model's {positions} "
-                f"positions ({len(too_long)} such utterance(s)); split long recordings"
-            )
-
     def _lr_factor(self, step: int) -> float:
         """Linear warmup, then linear decay to 10% of the peak at max_steps."""
         cfg = self.cfg
@@ -151,12 +150,6 @@ class Trainer:
             return (step + 1) / (cfg.warmup_steps + 1)
         progress = (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps)
         return max(0.1, 1.0 - 0.9 * progress)
-
-    @staticmethod
-    def _seed_everything(seed: int) -> None:
-        random.seed(seed)
-        np.random.seed(seed % 2**32)
-        torch.manual_seed(seed)
 
     def _resume(self) -> None:
         """Continue from the newest checkpoint that loads (a damaged one is logged and skipped)."""
@@ -176,14 +169,21 @@ class Trainer:
             except (KeyError, RuntimeError, ValueError) as e:
                 raise LoraTrainingError(f"{folder}: does not fit this run, expected a checkpoint of the same "
                                         f"adapter config (lora_r, sites, target_modules), got {e}") from e
+            if ckpt.get("dev_digest", self.dev_id) != self.dev_id:
+                raise LoraTrainingError(f"{folder}: dev set, expected the one its best WER was measured on, got another "
+                                        "(train_manifest, seed or the dev options changed); start a new run")
             self.step = ckpt["step"]
             self.best = ckpt.get("best")
             self.evals_since_best = ckpt.get("evals_since_best", 0)
             log.info("resumed from %s at step %d", folder.name, self.step)
         if self.is_main:
-            dropped = drop_rows_after(self.folder.metrics, self.step if found else None)
+            # The end-of-run test follows the last checkpoint, at its step: a resumed run tests again.
+            dropped = drop_rows_after(self.folder.metrics, self.step if found else None,
+                                      redo=lambda r: r.get("type") == "test" and r.get("step") != 0)
             if dropped:
                 log.info("%s: dropped %d row(s) this resumed run logs again", self.folder.metrics, dropped)
+            self.state.update(test={k: v for k, v in (self.state.data.get("test") or {}).items()
+                                    if found and k == "baseline"})
 
     # --- one step ------------------------------------------------------------------------
 
@@ -240,49 +240,52 @@ class Trainer:
 
     # --- evaluation ----------------------------------------------------------------------
 
-    def evaluate(self) -> dict[str, Any]:
-        """Greedy transcripts of the eval manifest, scored like the final evaluation."""
-        from lora_training.evaluation.metrics import score
-        from lora_training.evaluation.transcribe import greedy_transcribe
+    def _dev_eval(self) -> None:
+        """Dev WER decides best_adapter/ and early stopping; the safety WER beside it decides nothing."""
+        if self.is_main:
+            self._after_dev_eval(self.evals.dev(self.accelerator.unwrap_model(self.model), self.processor))
+        self.accelerator.wait_for_everyone()
 
-        started = time.perf_counter()
-        model = self.accelerator.unwrap_model(self.model)
-        hyps = greedy_transcribe(model, self.processor, self.eval_audio, batch_size=self.cfg.eval_batch_size)
-        refs = [u.text for u in self.eval_utts]
-        terms = None if all(u.terms is None for u in self.eval_utts) else [u.terms or [] for u in self.eval_utts]
-        summary = score(refs, hyps, terms=terms, seen_terms=self.seen_terms, vocabulary=self.vocabulary)
-        result = {k: v for k, v in summary.items() if k != "per_utterance"}
-        result["eval_seconds"] = round(time.perf_counter() - started, 2)
-        result["samples"] = [{"ref": r, "hyp": h} for r, h in list(zip(refs, hyps))[:3]]
-        return result
-
-    def _after_eval(self, result: dict[str, Any]) -> None:
-        wer = result["wer"]
-        term = result["term_recall"]["overall"]["recall"]
-        log.info("eval step %d: WER %.2f%%  CER %.2f%%  term recall %s  (%.1fs)", self.step, 100 * wer,
-                 100 * result["cer"], "n/a" if term is None else f"{100 * term:.1f}%", result["eval_seconds"])
-        for s in result["samples"]:
-            log.info("  ref: %s\n  hyp: %s", s["ref"], s["hyp"])
+    def _after_dev_eval(self, result: dict[str, Any]) -> None:
+        if self.step == 0:  # the untouched model's safety WER: what forgetting is measured against
+            self.state.update(safety_baseline=result.get("safety_wer"))
+        log.info("%s", describe(self.step, result, self.state.data.get("safety_baseline")))
         self.metrics.log("eval", self.step, **result)
-        if self.best is None or wer < self.best["wer"]:
-            self.best = {"step": self.step, "wer": wer, "term_recall": term}
+        summary = brief(self.step, result)
+        if self.best is None or summary["wer"] < self.best["wer"]:
+            self.best = summary
             self.evals_since_best = 0
             self._save_adapter(self.folder.best_adapter)
         else:
             self.evals_since_best += 1
-        self.state.update(last_eval={"step": self.step, "wer": wer, "cer": result["cer"], "term_recall": term},
-                          best=self.best)
+        self.state.update(last_eval=summary, best=self.best)
+
+    def _test(self, which: str) -> None:
+        """The eval manifest, read for the verdict only and twice a run: the untouched model at
+        step 0 (`baseline`), best_adapter/ at the end (`best`). Nothing is chosen on it."""
+        if self.is_main:
+            model, best = self.accelerator.unwrap_model(self.model), which == "best"
+            with adapter_weights(model, self.folder.best_adapter if best else None):
+                result = {**self.evals.test(model, self.processor), "adapter": which,
+                          "adapter_step": self.best["step"] if best else 0}
+            log.info("%s", describe(self.step, result))
+            self.metrics.log("test", self.step, **result)
+            self.state.update(test={**(self.state.data.get("test") or {}), which: brief(self.step, result)})
+        self.accelerator.wait_for_everyone()
 
     def _save_adapter(self, folder: Path) -> None:
         from lora_training.models.adapters import save_adapter
 
         cfg = self.cfg
         manifests = {name: {"path": getattr(cfg, name), "sha256": manifest_hash(getattr(cfg, name))}
-                     for name in ("train_manifest", "replay_manifest") if getattr(cfg, name)}
+                     for name in ("train_manifest", "replay_manifest", "dev_manifest") if getattr(cfg, name)}
+        best = folder == self.folder.best_adapter
+        selection = {"chosen_on": "dev", "dev_set": cfg.dev_manifest or CARVED, "dev_utterances": len(self.dev_utts),
+                     "metric": "wer (lowest)"} if best else {"chosen_on": "last step"}
         save_adapter(
             self.accelerator.unwrap_model(self.model), folder, base_model=cfg.model_id, fingerprint=self.fingerprint,
             info={"step": self.step, "manifests": manifests, "train_terms": self.seen_terms,
-                  "config": cfg.to_dict(), "best": self.best},
+                  "config": cfg.to_dict(), "best": self.best, **selection},
         )
 
     def _checkpoint(self) -> None:
@@ -293,7 +296,7 @@ class Trainer:
             adapter=get_peft_model_state_dict(self.accelerator.unwrap_model(self.model)),
             optimizer=self.optimizer.state_dict(),
             scheduler=self.scheduler.state_dict(),
-            extra={"best": self.best, "evals_since_best": self.evals_since_best},
+            extra={"best": self.best, "evals_since_best": self.evals_since_best, "dev_digest": self.dev_id},
         )
         self.state.update(last_checkpoint=self.step)
 
@@ -301,10 +304,13 @@ class Trainer:
 
     def train(self) -> str:
         """Runs to max_steps (or early stop, or a stop request); returns the final phase."""
+        from peft import get_peft_model_state_dict
+
         cfg = self.cfg
         main = self.is_main
         if self.step == 0:
-            self._eval_and_record()
+            self._dev_eval()
+            self._test("baseline")
         window_start, window_utts = time.perf_counter(), 0
         run_started, run_start_step = time.perf_counter(), self.step
         while self.step < cfg.max_steps:
@@ -332,19 +338,22 @@ class Trainer:
                 self.state.update(step=self.step, loss=loss, lr=lr, sec_per_step=sec_per_step, eta_seconds=eta)
                 window_start, window_utts = now, 0
             if self.step % cfg.eval_interval == 0 or self.step == cfg.max_steps:
-                self._eval_and_record()
+                self._dev_eval()
             if main and (self.step % cfg.effective_checkpoint_interval == 0 or self.step == cfg.max_steps):
                 self._checkpoint()
             (early,) = self._agree(bool(cfg.early_stop_patience) and self.evals_since_best >= cfg.early_stop_patience)
             if early:
-                log.info("early stop: %d evals without a better WER", cfg.early_stop_patience)
+                log.info("early stop: %d dev evals without a better dev WER", cfg.early_stop_patience)
                 if main:
                     self._checkpoint()
                     self.state.update(early_stopped=True)
                 break
         if main:
             self._save_adapter(self.folder.adapter)
-        log.info("rank %d adapter checksum %s", self.accelerator.process_index, self._adapter_checksum())
+        # Under DDP every rank must print the same digest.
+        log.info("rank %d adapter checksum %s", self.accelerator.process_index,
+                 state_digest(get_peft_model_state_dict(self.accelerator.unwrap_model(self.model))))
+        self._test("best")
         return "completed"
 
     def _agree(self, *flags: bool) -> list[bool]:
@@ -353,24 +362,6 @@ class Trainer:
             return list(flags)
         votes = torch.tensor([float(f) for f in flags], device=self.accelerator.device)
         return [bool(v > 0) for v in self.accelerator.reduce(votes, reduction="sum")]
-
-    def _adapter_checksum(self) -> str:
-        """Digest of this rank's adapter weights: under DDP every rank must print the same one."""
-        import hashlib
-
-        from peft import get_peft_model_state_dict
-
-        state = get_peft_model_state_dict(self.accelerator.unwrap_model(self.model))
-        h = hashlib.sha256()
-        for key in sorted(state):
-            h.update(key.encode())
-            h.update(state[key].detach().cpu().to(torch.float32).numpy().tobytes())
-        return h.hexdigest()[:16]
-
-    def _eval_and_record(self) -> None:
-        if self.is_main:
-            self._after_eval(self.evaluate())
-        self.accelerator.wait_for_everyone()
 
     def request_stop(self, signum=None, frame=None) -> None:
         self.stop_requested = True
@@ -403,7 +394,7 @@ class Trainer:
             for sig, handler in handlers.items():  # a foreground run leaves the caller's handlers as they were
                 signal.signal(sig, handler)
         self.state.update(phase=phase, step=self.step, ended_at=time.time(), adapters=self.folder.adapters())
-        log.info("run %s at step %d; best WER %s", phase, self.step,
+        log.info("run %s at step %d; best dev WER %s", phase, self.step,
                  "n/a" if not self.best else f"{100 * self.best['wer']:.2f}% (step {self.best['step']})")
         return phase
 

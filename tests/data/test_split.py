@@ -103,3 +103,37 @@ def test_a_split_with_an_empty_side_is_refused(tmp_path):
     manifest = make_manifest(tmp_path / "data", 6, texts=["the same sentence"] * 6)
     with pytest.raises(ConfigError, match="the eval side would be empty"):
         _split(tmp_path, manifest)
+
+
+def test_summary_lists_unseen_eval_terms_found_by_the_vocabulary(tmp_path):
+    # Only row 0 lists its term; the vocabulary finds the rest in the text ("Grafanas" is no "Grafana").
+    texts = ["deploy with kubectl", "kubectl and Grafana", "open Grafanas", "page PagerDuty", "check Grafana",
+             "nothing here", "PagerDuty again", "just text"]
+    terms = [["kubectl"], None, None, None, None, None, None, None]
+    manifest = make_manifest(tmp_path / "data", 8, texts=texts, terms=terms, seconds=0.4)
+    vocabulary = tmp_path / "vocabulary.txt"
+    vocabulary.write_text("kubectl | cube control\nGrafana\nPagerDuty | pager duty\n")
+    summary, train, evals = _split(tmp_path, manifest, eval_fraction=0.5, vocabulary=str(vocabulary))
+    names = ("kubectl", "Grafana", "PagerDuty")
+    in_text = lambda rows: {n for u in rows for n in names if n in u.text.replace("Grafanas", "")}
+    expected = sorted(in_text(evals) - in_text(train))
+    assert summary.unseen_terms == expected and summary.unseen_eval_terms == len(expected)
+    assert summary.train.terms == len(in_text(train))
+    assert expected == ["PagerDuty"]  # seed 42: both PagerDuty rows land in eval
+    assert "eval terms unseen in training: 1 (PagerDuty)" in summary.render()
+    without = split_dataset(SplitOptions(manifest, tmp_path / "t2.jsonl", tmp_path / "e2.jsonl", eval_fraction=0.5))
+    assert set(without.unseen_terms) <= {"kubectl"}  # the `terms` fields alone
+
+
+def test_split_without_shared_terms_lists_every_eval_term(tmp_path):
+    texts = [f"sentence {i} with term{i}" for i in range(6)]
+    manifest = make_manifest(tmp_path / "data", 6, texts=texts, seconds=0.4)
+    vocabulary = tmp_path / "vocabulary.txt"
+    vocabulary.write_text("".join(f"term{i}\n" for i in range(6)))
+    summary, _, evals = _split(tmp_path, manifest, eval_fraction=0.5, vocabulary=str(vocabulary))
+    assert summary.unseen_terms == sorted(u.text.split()[-1] for u in evals)
+
+
+def test_sentence_key_is_the_metrics_normalisation():
+    # Number words as digits, as the WER scores them: one sentence, so one side of the split.
+    assert sentence_key("I have two cats.") == sentence_key("i have 2 cats")

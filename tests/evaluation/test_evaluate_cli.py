@@ -19,9 +19,12 @@ def trained_run(tmp_path_factory, tiny_model_dir, tiny_manifests):
     outputs = tmp_path_factory.mktemp("outputs")
     run_dir = outputs / "tiny_run"
     run_dir.mkdir()
+    # A dev set of its own, so every train row (and every eval term) is trained on, not carved out for dev.
+    dev = make_manifest(tmp_path_factory.mktemp("dev"), 2, name="dev.jsonl", seconds=0.6)
     cfg = ExperimentConfig(model_id=str(tiny_model_dir), train_manifest=str(train), eval_manifest=str(evals),
-                           max_steps=2, eval_interval=1, log_interval=1, lr=5e-3, warmup_steps=0, batch_size=4,
-                           lora_r=4, lora_alpha=8, num_threads=1, device="cpu")
+                           dev_manifest=str(dev), max_steps=2, eval_interval=1, log_interval=1, lr=5e-3,
+                           warmup_steps=0, batch_size=4, lora_r=4, lora_alpha=8, num_threads=1, device="cpu",
+                           safety_in_loop=0)
     cfg.save(run_dir / "config.json")
     assert Trainer(cfg, run_dir).run() == "completed"
     return outputs, run_dir
@@ -52,7 +55,7 @@ def test_transcribe_manifest_with_adapter_reports_baseline_and_adapter(trained_r
     assert summary["adapter"]["term_recall"]["seen"]["total"] == 3  # every eval term is in the train manifest
     assert result["seen_terms"] == sorted(["kubectl", "WER", "dev@example.com", "__init__.py", "nginx"])
     rows = result["utterances"]
-    assert [r["ref"] for r in rows] == ["run kubectl apply", "the WER dropped", "email dev@example.com"]
+    assert [r["ref"] for r in rows] == ["apply it with kubectl", "our WER went up", "write to dev@example.com"]
     for row in rows:
         for system in ("baseline", "adapter"):
             assert set(row[system]) >= {"hyp", "wer", "terms_hit", "terms_missed", "looping"}

@@ -3,6 +3,7 @@ import json
 import jiwer
 import pytest
 
+from lora_training.data.normalize import normalize_for_safety
 from lora_training.errors import ConfigError
 from lora_training.evaluation.metrics import (
     corpus_cer,
@@ -15,7 +16,6 @@ from lora_training.evaluation.metrics import (
     term_recall,
     utterance_wer,
 )
-from lora_training.evaluation.normalize import normalize_for_safety
 
 # (reference, hypothesis, expected WER under the jargon normalisation), counted by hand.
 JARGON_WER_CASES = [

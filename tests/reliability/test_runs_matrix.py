@@ -309,7 +309,7 @@ def test_simultaneous_starts_launch_exactly_one_trainer(tmp_path, tiny_model_dir
     run = RunDir(tmp_path / "race")
     assert read_state(run.path)["pid"] == started[0]["pid"]
     rows = _rows(run)
-    assert rows == [("eval", 0), ("train", 1), ("train", 2), ("eval", 2)], rows
+    assert rows == [("eval", 0), ("test", 0), ("train", 1), ("train", 2), ("eval", 2), ("test", 2)], rows
 
 
 def _dead_pid() -> int:

@@ -49,13 +49,18 @@ def test_cli_background_run_poll_status_and_metrics(tmp_path, tiny_model_dir, ti
     assert poll("bg", outputs=out, write=lines.append, interval=0.2) == 0
     assert lines[-1] == "[bg] completed"
     assert any("step 10/10" in line for line in lines)
-    evals = [r["step"] for r in read_metrics(tmp_path / "bg" / "metrics.jsonl") if r["type"] == "eval"]
-    assert evals == [0, 5, 10]
+    records = read_metrics(tmp_path / "bg" / "metrics.jsonl")
+    assert [r["step"] for r in records if r["type"] == "eval"] == [0, 5, 10]  # the dev set
+    assert [r["step"] for r in records if r["type"] == "test"] == [0, 10]  # the eval manifest: twice
+    assert sum(" dev eval step " in line for line in lines) == 3  # `poll` streams the log: dev, labelled
+    assert sum(" test on the eval manifest " in line for line in lines) == 2
     assert cli_main(["status", "bg", "--outputs", out, "--json"]) == 0
     state = json.loads(capsys.readouterr().out)
     assert state["phase"] == "completed" and state["adapters"]["adapter"].endswith("adapter")
+    assert state["last_eval"]["set"] == "dev" and state["test"]["best"]["adapter"] == "best"
     assert cli_main(["status", "--outputs", out]) == 0
-    assert "bg" in capsys.readouterr().out
+    table = capsys.readouterr().out
+    assert "bg" in table and "dev WER" in table
     # A finished name is refused without --resume/--overwrite, with a one-line error.
     assert cli_main(["run-experiment", "bg", "--outputs", out, *_args(tiny_model_dir, tiny_manifests, 10)]) == 1
     assert "--overwrite" in capsys.readouterr().err

@@ -228,7 +228,7 @@ def test_sentences_from_file_errors(tmp_path):
 def test_recording_prompts_and_synthetic_sentences_never_share_a_sentence():
     """`record --count 100` then `synth --count 500`, both with their defaults: no eval leak."""
     from lora_training.capture.record import RecordOptions, load_prompts
-    from lora_training.evaluation.normalize import normalize_text
+    from lora_training.data.normalize import normalize_text
     from lora_training.synth.synthesize import SynthConfig
 
     vocab_path = example_vocabulary_path()

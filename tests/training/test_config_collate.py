@@ -34,6 +34,8 @@ def test_unknown_key_in_saved_config_is_an_error(tmp_path):
         ({"replay_ratio": 0.5}, "replay_ratio: a ratio > 0 needs --replay-manifest"),
         ({"lora_dropout": 1.0}, "lora_dropout: expected a number in [0, 1)"),
         ({"target_modules": []}, "target_modules: expected a non-empty list"),
+        ({"dev_fraction": 0.0}, "dev_fraction: expected a number in (0, 0.5], e.g. 0.1, got 0.0"),
+        ({"safety_in_loop": -1}, "safety_in_loop: expected an integer >= 0 (0: off), got -1"),
     ],
 )
 def test_config_errors_name_field_value_and_fix(kwargs, message):

@@ -34,5 +34,8 @@ def test_two_cpu_processes_agree_on_the_adapter(tmp_path, tiny_model_dir, tiny_m
     assert state["phase"] == "completed" and state["step"] == 3
     assert (run_dir / "adapter" / "adapter_model.safetensors").is_file()
     # 2 processes × batch 2 = 4 utterances per optimizer step
-    train_rows = [r for r in read_metrics(run_dir / "metrics.jsonl") if r["type"] == "train"]
-    assert [r["step"] for r in train_rows] == [1, 2, 3]
+    rows = read_metrics(run_dir / "metrics.jsonl")
+    assert [r["step"] for r in rows if r["type"] == "train"] == [1, 2, 3]
+    # Only rank 0 evaluates: one dev eval per interval, the eval manifest tested twice, not twice per rank.
+    assert [r["step"] for r in rows if r["type"] == "eval"] == [0, 3]
+    assert [(r["step"], r["adapter"]) for r in rows if r["type"] == "test"] == [(0, "baseline"), (3, "best")]

@@ -1,4 +1,7 @@
-"""The recipe on a tiny random Moonshine: evals, adapters, NaN, stop/resume equivalence."""
+"""The recipe on a tiny random Moonshine: evals, adapters, NaN, stop/resume equivalence.
+
+Safety in the loop is off here (it has its own tests in test_dev_and_safety.py): 16 built-in
+clips would triple these runs."""
 
 from __future__ import annotations
 
@@ -20,7 +23,7 @@ def _cfg(tiny_model_dir, tiny_manifests, **kw) -> ExperimentConfig:
     train, evals = tiny_manifests
     base = dict(model_id=str(tiny_model_dir), train_manifest=str(train), eval_manifest=str(evals), max_steps=6,
                 eval_interval=3, log_interval=1, lr=5e-3, warmup_steps=0, batch_size=4, lora_r=4, lora_alpha=8,
-                lora_dropout=0.1, num_threads=1, device="cpu")
+                lora_dropout=0.1, num_threads=1, device="cpu", safety_in_loop=0)
     return ExperimentConfig(**{**base, **kw})
 
 
@@ -41,7 +44,8 @@ def test_run_evaluates_baseline_and_interval_and_saves_adapters(tmp_path, tiny_m
     records = read_metrics(run_dir / "metrics.jsonl")
     evals = [r for r in records if r["type"] == "eval"]
     assert [r["step"] for r in evals] == [0, 3, 6]
-    assert all({"wer", "cer", "term_recall"} <= set(r) for r in evals)
+    assert all({"wer", "cer", "term_recall"} <= set(r) and r["set"] == "dev" for r in evals)
+    assert [(r["step"], r["adapter"]) for r in records if r["type"] == "test"] == [(0, "baseline"), (6, "best")]
     losses = [r["loss"] for r in records if r["type"] == "train"]
     assert len(losses) == 6 and losses[-1] < losses[0]
     state = read_state(run_dir)
@@ -121,20 +125,22 @@ def test_stop_then_resume_matches_uninterrupted_run(tmp_path, tiny_model_dir, ti
     assert a.keys() == b.keys()
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6)
-    evals = [r["step"] for r in read_metrics(interrupted / "metrics.jsonl") if r["type"] == "eval"]
-    assert evals == [0, 2, 4, 6]
+    records = read_metrics(interrupted / "metrics.jsonl")
+    assert [r["step"] for r in records if r["type"] == "eval"] == [0, 2, 4, 6]
+    assert [(r["step"], r["adapter"]) for r in records if r["type"] == "test"] == [(0, "baseline"), (6, "best")]
 
 
 def test_throughput_counts_the_utterances_in_each_batch(tmp_path, tiny_model_dir, tiny_manifests):
-    """Batch 3 on 8 utterances: an epoch is 3 + 3 + 2 utterances, not 3 × 3 (utt/s was overstated)."""
-    trainer = Trainer(_cfg(tiny_model_dir, tiny_manifests, batch_size=3), tmp_path)
+    """Batch 4 on the 6 utterances the dev carve leaves of 8: an epoch is 4 + 2 utterances, not 4 × 2
+    (utt/s was overstated)."""
+    trainer = Trainer(_cfg(tiny_model_dir, tiny_manifests, batch_size=4), tmp_path)
     trainer.setup(resume=False)
     counts = []
-    for step in range(3):
+    for step in range(2):  # one epoch
         trainer.step = step
         counts.append(trainer.train_step()[1])
     trainer.cleanup()
-    assert sorted(counts) == [2, 3, 3]
+    assert len(trainer.train_examples) == 6 and sorted(counts) == [2, 4]
 
 
 def test_dora_both_sites_trains(tmp_path, tiny_model_dir, tiny_manifests):

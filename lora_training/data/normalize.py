@@ -1,5 +1,7 @@
 """Text normalisation shared by every metric (and the trainer's evals), so that scores differ only
-where words differ.
+where words differ, and by the leak checks (`data/overlap.py`, `synth --exclude`), so that "the
+same sentence" means the same thing when data is kept apart as when it is scored. It lives in the
+data layer because the data stages need it and sit below evaluation.
 
 Three strategies, chosen by name from `NORMALIZERS`:
 

@@ -1,7 +1,7 @@
 import pytest
 
 from lora_training.errors import ConfigError
-from lora_training.evaluation.normalize import (
+from lora_training.data.normalize import (
     NORMALIZERS,
     get_normalizer,
     normalize_exact,

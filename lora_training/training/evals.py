@@ -1,0 +1,174 @@
+"""Evaluation during training: which set is read when, and what each may decide.
+
+    dev     step 0 and every eval_interval steps: best_adapter/, early stopping, the curves
+    safety  beside every dev eval: N fixed clips of general English. It decides nothing; it
+            shows when ordinary English starts to suffer, long before `evaluate` would
+    test    the eval manifest, exactly twice a run: the untouched model at step 0 and
+            best_adapter/ at the end. Nothing is chosen on it, so its score is not optimistic
+
+The safety clips are the built-in set's *measurement* half (or `--safety-manifest`), never its
+replay half, which training may mix in: a score on clips the adapter trained on hides the damage
+it is there to show. `safety_in_loop` evenly spaced clips are picked once, as `evaluate
+--safety-max-utterances` picks them.
+
+Cost of safety in the loop (16 built-in clips, 112 s of audio), measured on the 2-core dev machine:
+- tiny test model: ~0.75 s per dev eval (~0.45 s decoding: a random model writes to its token
+  budget; ~0.3 s for the bootstrap intervals), so a 40-step run with 5 dev evals takes 5.5 s
+  instead of 1.7 s: ~70% of a run whose steps take 0.01-0.07 s. Tests use 4 tiny clips or none;
+- moonshine-base (2 threads, machine otherwise idle; 60 steps on 27 real clips of 3-8 s): 5.3-6.2 s
+  per dev eval (RTF ~0.05: these prompts average 7 s, longer than the 3-5 s clips behind the 0.03
+  of `benchmarks/transcribe_rtf.py`), against 0.45 s per training step (batch 8, decoder adapter,
+  encoder cached) and 1.7 s for 9 dev clips. At the default eval_interval of 50 that is ~6 s of
+  ~30 s per interval: ~20% of a CPU run's wall time (~35% at eval_interval 20); less on more
+  cores or a GPU. Fewer clips would cost less but say less: the 16 built-in clips hold 285 words,
+  so one word is 0.35 WER points against `evaluate`'s default budget of 1 point; 8 hold 168 (0.6).
+`--safety-in-loop 0` turns it off, `--safety-in-loop 8` halves the cost.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lora_training.data.audio import AudioCache
+from lora_training.data.manifest import Utterance
+from lora_training.errors import LoraTrainingError
+
+log = logging.getLogger("lora_training.train")
+# ref/hyp pairs kept in each eval row: enough to eyeball in train.log and the report.
+SAMPLES = 3
+
+
+@dataclass
+class EvalSet:
+    name: str  # dev, test or safety
+    source: str  # its manifest, or how it was made
+    refs: list[str]
+    audio: list  # 16 kHz mono float32 clips, decoded once
+    terms: list[list[str]] | None  # each row's `terms`; None: found in the refs with the vocabulary
+    normalizer: str = "jargon"
+
+    @classmethod
+    def of(cls, name: str, source: str, utts: list[Utterance], audio: AudioCache) -> "EvalSet":
+        terms = None if all(u.terms is None for u in utts) else [u.terms or [] for u in utts]
+        return cls(name, source, [u.text for u in utts], [audio.get(u.audio) for u in utts], terms)
+
+
+def seen_terms(train: list[Utterance], candidates: Iterable[str]) -> list[str]:
+    """The terms the adapter trained on: every `terms` entry of a training row, and every candidate
+    (the vocabulary's written forms, the dev and eval rows' `terms`) written in a training
+    transcript, matched as `metrics.count_term` matches (case-sensitive, at word edges). So a
+    training manifest without `terms` no longer counts the jargon it trained on as unseen."""
+    from lora_training.evaluation.metrics import count_term
+
+    found = {t for u in train for t in (u.terms or [])}
+    text = "\n".join(u.text for u in train)
+    found.update(t for t in set(candidates) - found if t and count_term(text, t))
+    return sorted(found)
+
+
+def safety_set(manifest: str | None, count: int) -> EvalSet | None:
+    """`count` evenly spaced clips of `manifest`, else of the built-in measurement half; None when
+    `count` is 0 or the built-in set is not installed (the run goes on, and says so once)."""
+    from lora_training.data.audio import SAMPLE_RATE, load_audio
+    from lora_training.evaluation.inputs import BUILTIN, safety_clips
+
+    if count == 0:
+        log.info("safety in the loop: off (--safety-in-loop 0)")
+        return None
+    try:
+        path, _, clips = safety_clips(manifest or BUILTIN, count)  # BUILTIN is the measurement half
+    except LoraTrainingError as e:
+        if manifest:
+            raise
+        log.info("safety in the loop: off, the built-in safety set is unavailable: %s", e)
+        return None
+    audio = [load_audio(c.audio, max_seconds=None) for c in clips]
+    log.info("safety in the loop: %d clips of %s (%.0f s) at every dev eval", len(clips), path,
+             sum(len(a) for a in audio) / SAMPLE_RATE)
+    return EvalSet("safety", path, [c.ref for c in clips], audio, None, normalizer="safety")
+
+
+class InLoopEvals:
+    """Transcribes and scores the run's sets; the recipe decides what the numbers may change."""
+
+    def __init__(self, dev: EvalSet, test: EvalSet, safety: EvalSet | None, *, seen_terms: list[str],
+                 vocabulary: list[str] | None, batch_size: int):
+        self.dev_set, self.test_set, self.safety = dev, test, safety
+        self.seen_terms, self.vocabulary, self.batch_size = seen_terms, vocabulary, batch_size
+
+    def score(self, model, processor, s: EvalSet) -> dict[str, Any]:
+        """Greedy transcripts of `s`, scored like `evaluate` scores them (without per-clip rows)."""
+        from lora_training.evaluation.metrics import score
+        from lora_training.evaluation.transcribe import greedy_transcribe
+
+        started = time.perf_counter()
+        hyps = greedy_transcribe(model, processor, s.audio, batch_size=self.batch_size)
+        jargon = s.normalizer == "jargon"
+        summary = score(s.refs, hyps, terms=s.terms, normalizer=s.normalizer,
+                        seen_terms=self.seen_terms if jargon else None, vocabulary=self.vocabulary if jargon else None)
+        result = {k: v for k, v in summary.items() if k != "per_utterance"}
+        result["eval_seconds"] = round(time.perf_counter() - started, 2)
+        result["samples"] = [{"ref": r, "hyp": h} for r, h in list(zip(s.refs, hyps))[:SAMPLES]]
+        return result
+
+    def dev(self, model, processor) -> dict[str, Any]:
+        """The dev row of metrics.jsonl: dev scores, and the safety WER beside them when it is on."""
+        result = {"set": self.dev_set.name, **self.score(model, processor, self.dev_set)}
+        if self.safety:
+            s = self.score(model, processor, self.safety)
+            result.update(safety_wer=s["wer"], safety_wer_interval=s["wer_interval"], safety_n=s["n_utterances"],
+                          safety_seconds=s["eval_seconds"])
+        return result
+
+    def test(self, model, processor) -> dict[str, Any]:
+        return {"set": self.test_set.name, "manifest": self.test_set.source,
+                **self.score(model, processor, self.test_set)}
+
+
+def brief(step: int, result: dict[str, Any]) -> dict[str, Any]:
+    """The numbers of a dev or test row that state.json keeps for `status` (and checkpoints keep as `best`)."""
+    keep = ("set", "wer", "wer_interval", "cer", "n_utterances", "safety_wer", "safety_n", "adapter", "adapter_step")
+    return {"step": step, "term_recall": result["term_recall"]["overall"]["recall"],
+            **{k: result[k] for k in keep if k in result}}
+
+
+def describe(step: int, result: dict[str, Any], safety_start: float | None = None) -> str:
+    """The train.log lines of a dev or test row (`poll` streams them), its samples beneath; dev rows
+    say how far the safety WER has moved since step 0, which is what shows forgetting."""
+    term = result["term_recall"]["overall"]["recall"]
+    scores = (f"WER {100 * result['wer']:.2f}%  CER {100 * result['cer']:.2f}%  "
+              f"term recall {'n/a' if term is None else f'{100 * term:.1f}%'}")
+    if result["set"] == "test":
+        system = "untouched model" if result["adapter"] == "baseline" else f"best_adapter of step {result['adapter_step']}"
+        line = (f"test on the eval manifest ({result['n_utterances']} clips) at step {step}, {system}: {scores}  "
+                f"({result['eval_seconds']:.1f}s)")
+    else:
+        safety = result.get("safety_wer")
+        moved = "" if safety is None or safety_start is None else f", {100 * (safety - safety_start):+.2f} pts since step 0"
+        line = (f"dev eval step {step} ({result['n_utterances']} clips): {scores}  safety WER "
+                + ("off" if safety is None else f"{100 * safety:.2f}% on {result['safety_n']} clips{moved}")
+                + f"  ({result['eval_seconds'] + result.get('safety_seconds', 0):.1f}s)")
+    return "\n".join([line, *(f"  ref: {s['ref']}\n  hyp: {s['hyp']}" for s in result["samples"])])
+
+
+@contextlib.contextmanager
+def adapter_weights(model, folder: Path | None) -> Iterator[None]:
+    """The PEFT model with `folder`'s adapter weights in place (None: as it is), restored afterwards."""
+    if folder is None:
+        yield
+        return
+    from peft import get_peft_model_state_dict, set_peft_model_state_dict
+    from peft.utils import load_peft_weights
+
+    current = {k: v.detach().clone() for k, v in get_peft_model_state_dict(model).items()}
+    set_peft_model_state_dict(model, load_peft_weights(str(folder), device=str(next(model.parameters()).device)))
+    try:
+        yield
+    finally:
+        set_peft_model_state_dict(model, current)
