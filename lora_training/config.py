@@ -65,8 +65,10 @@ class ExperimentConfig:
                                             "early stop; none: carve a sentence-disjoint slice of the training data")
     dev_fraction: float = option(0.1, "without --dev-manifest: share of the recordings carved out as the dev set "
                                       "(10 to 200 utterances, synthetic rows topping up a small one)")
-    safety_in_loop: int = option(16, "general-English clips scored at every dev eval to show forgetting early "
-                                     "(evenly spaced, fixed for the run; 0: off)", metavar="N")
+    safety_in_loop: int = option(8, "general-English clips scored beside dev evals to show forgetting early "
+                                    "(evenly spaced, fixed for the run; 0: off)", metavar="N")
+    safety_every: int = option(2, "score the safety clips at every Nth dev eval (always at step 0 and the last "
+                                  "step): with 8 clips a few percent of a CPU run", metavar="N")
     safety_manifest: str | None = option(None, "general-domain manifest for --safety-in-loop; none: the built-in "
                                                "safety set's measurement half")
     early_stop_patience: int = option(0, "stop after N dev evals without a better dev WER (0: off)")
@@ -95,6 +97,7 @@ class ExperimentConfig:
         need("weight_decay", lambda v: v >= 0, "a number >= 0")
         need("dev_fraction", lambda v: 0 < v <= 0.5, "a number in (0, 0.5], e.g. 0.1")
         need("safety_in_loop", lambda v: v >= 0, "an integer >= 0 (0: off)")
+        need("safety_every", lambda v: v > 0, "a positive integer")
         need("max_grad_norm", lambda v: v >= 0, "a number >= 0 (0 disables clipping)")
         need("adapter_sites", lambda v: v in ADAPTER_SITES, f"one of {', '.join(ADAPTER_SITES)}")
         need("device", lambda v: v in DEVICES, f"one of {', '.join(DEVICES)}")

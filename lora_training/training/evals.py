@@ -22,7 +22,9 @@ Cost of safety in the loop (16 built-in clips, 112 s of audio), measured on the 
   ~30 s per interval: ~20% of a CPU run's wall time (~35% at eval_interval 20); less on more
   cores or a GPU. Fewer clips would cost less but say less: the 16 built-in clips hold 285 words,
   so one word is 0.35 WER points against `evaluate`'s default budget of 1 point; 8 hold 168 (0.6).
-`--safety-in-loop 0` turns it off, `--safety-in-loop 8` halves the cost.
+Hence the defaults: 8 clips (~3 s on moonshine-base), scored at every 2nd dev eval
+(`--safety-every`) and always at step 0 and the last step: ~3 s per ~50 s of a default CPU run,
+about 6%. `--safety-in-loop 0` turns it off; `--safety-every 1` scores it at every dev eval.
 """
 
 from __future__ import annotations
@@ -117,10 +119,10 @@ class InLoopEvals:
         result["samples"] = [{"ref": r, "hyp": h} for r, h in list(zip(s.refs, hyps))[:SAMPLES]]
         return result
 
-    def dev(self, model, processor) -> dict[str, Any]:
-        """The dev row of metrics.jsonl: dev scores, and the safety WER beside them when it is on."""
+    def dev(self, model, processor, *, with_safety: bool = True) -> dict[str, Any]:
+        """The dev row of metrics.jsonl: dev scores, and the safety WER beside them when it is due."""
         result = {"set": self.dev_set.name, **self.score(model, processor, self.dev_set)}
-        if self.safety:
+        if self.safety and with_safety:
             s = self.score(model, processor, self.safety)
             result.update(safety_wer=s["wer"], safety_wer_interval=s["wer_interval"], safety_n=s["n_utterances"],
                           safety_seconds=s["eval_seconds"])
@@ -131,11 +133,19 @@ class InLoopEvals:
                 **self.score(model, processor, self.test_set)}
 
 
-def brief(step: int, result: dict[str, Any]) -> dict[str, Any]:
-    """The numbers of a dev or test row that state.json keeps for `status` (and checkpoints keep as `best`)."""
+def brief(step: int, result: dict[str, Any], previous: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The numbers of a dev or test row that state.json keeps for `status` (and checkpoints keep as `best`).
+
+    A dev eval without a safety score (not due, see `--safety-every`) carries the latest one from
+    `previous`, with the step it was measured at, so `status` never blinks."""
     keep = ("set", "wer", "wer_interval", "cer", "n_utterances", "safety_wer", "safety_n", "adapter", "adapter_step")
-    return {"step": step, "term_recall": result["term_recall"]["overall"]["recall"],
-            **{k: result[k] for k in keep if k in result}}
+    out = {"step": step, "term_recall": result["term_recall"]["overall"]["recall"],
+           **{k: result[k] for k in keep if k in result}}
+    if "safety_wer" in out:
+        out["safety_step"] = step
+    elif previous and previous.get("safety_wer") is not None:
+        out.update({k: previous[k] for k in ("safety_wer", "safety_n", "safety_step") if k in previous})
+    return out
 
 
 def describe(step: int, result: dict[str, Any], safety_start: float | None = None) -> str:

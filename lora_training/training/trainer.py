@@ -242,8 +242,11 @@ class Trainer:
 
     def _dev_eval(self) -> None:
         """Dev WER decides best_adapter/ and early stopping; the safety WER beside it decides nothing."""
+        cfg = self.cfg
+        due = self.step in (0, cfg.max_steps) or (self.step // cfg.eval_interval) % cfg.safety_every == 0
         if self.is_main:
-            self._after_dev_eval(self.evals.dev(self.accelerator.unwrap_model(self.model), self.processor))
+            self._after_dev_eval(self.evals.dev(self.accelerator.unwrap_model(self.model), self.processor,
+                                                with_safety=due))
         self.accelerator.wait_for_everyone()
 
     def _after_dev_eval(self, result: dict[str, Any]) -> None:
@@ -251,7 +254,7 @@ class Trainer:
             self.state.update(safety_baseline=result.get("safety_wer"))
         log.info("%s", describe(self.step, result, self.state.data.get("safety_baseline")))
         self.metrics.log("eval", self.step, **result)
-        summary = brief(self.step, result)
+        summary = brief(self.step, result, self.state.data.get("last_eval"))
         if self.best is None or summary["wer"] < self.best["wer"]:
             self.best = summary
             self.evals_since_best = 0

@@ -272,13 +272,16 @@ def test_safety_wer_is_logged_per_dev_eval_and_shown_by_status(tmp_path, tiny_mo
     assert trainer.evals.safety.refs == [f"the weather is fine on day {i}" for i in (0, 1, 3, 4)]
     evals = [r for r in read_metrics(tmp_path / "run" / "metrics.jsonl") if r["type"] == "eval"]
     assert [r["step"] for r in evals] == [0, 2, 4, 6]
-    for row in evals:
+    # --safety-every 2: at step 0, at every 2nd dev eval (step 4) and at the last step; step 2 skips it.
+    assert ["safety_wer" in r for r in evals] == [True, False, True, True]
+    for row in (evals[0], evals[2], evals[3]):
         assert row["safety_n"] == 4 and isinstance(row["safety_wer"], float) and "safety_wer_interval" in row
     state = read_state(tmp_path / "run")
     assert state["safety_baseline"] == evals[0]["safety_wer"]
     assert state["last_eval"]["safety_wer"] == evals[-1]["safety_wer"] and state["best"]["safety_n"] == 4
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("dev eval step")]
-    assert len(lines) == 4 and all("on 4 clips" in line and "since step 0" in line for line in lines)
+    assert len(lines) == 4 and ["on 4 clips" in line for line in lines] == [True, False, True, True]
+    assert all("since step 0" in line for line in lines[2:])
     row = {"name": "run", "run_dir": str(tmp_path / "run"), **state}
     detailed = render_status([row], detailed=True)
     assert "last dev:" in detailed and "best dev:" in detailed and "(4 clips, " in detailed
@@ -323,3 +326,14 @@ def test_preflight_checks_the_dev_and_safety_manifests(tmp_path, tiny_model_dir,
     assert problems(batch_size=7, dev_manifest=str(data["dev"])) == ""
     missing = str(tmp_path / "no_dev.jsonl")
     assert missing in problems(dev_manifest=missing)
+
+
+def test_a_dev_eval_without_safety_carries_the_latest_safety_score():
+    from lora_training.training.evals import brief
+
+    row = {"wer": 0.2, "term_recall": {"overall": {"recall": 0.5}}}
+    earlier = brief(4, {**row, "safety_wer": 0.05, "safety_n": 8})
+    assert earlier["safety_step"] == 4
+    later = brief(6, row, earlier)
+    assert (later["step"], later["safety_wer"], later["safety_n"], later["safety_step"]) == (6, 0.05, 8, 4)
+    assert "safety_wer" not in brief(6, row, None)
