@@ -24,7 +24,7 @@ from pathlib import Path
 from lora_training.defaults import default_model
 from lora_training.options import option
 from lora_training.runners.pipeline import Pipeline, Stage, run_pipeline
-from lora_training.runs import DEFAULT_OUTPUTS
+from lora_training.runs import DEFAULT_OUTPUTS, PIPELINES_DIR, STATE_FILE
 
 MODEL = default_model("demo")
 # The demo user's voice; held out of the synthetic stage so the adapter must generalise across voices.
@@ -113,14 +113,32 @@ class DemoOptions:
     workdir: str = option(f"{DEFAULT_OUTPUTS}/demo", "where the demo writes its data and runs")
 
 
+# Written into the demo's folder, so a re-run removes only a folder the demo made itself.
+MARKER = ".lora-training-demo"
+
+
+def _clear(work: Path) -> None:
+    """Remove the previous demo; refuse a folder that is not one (a mistyped --workdir is user data)."""
+    from lora_training.atomic import atomic_write_text
+    from lora_training.errors import ConfigError
+
+    if work.exists() and any(work.iterdir()):
+        # A demo from before the marker existed is known by its own pipeline state.
+        if not (work / MARKER).is_file() and not (work / PIPELINES_DIR / "demo" / STATE_FILE).is_file():
+            raise ConfigError(f"--workdir {work}: not a demo folder (no {MARKER}), expected an empty or new folder; "
+                              f"the demo removes its folder on every run, so it will not touch this one")
+        print(f"demo: removing the previous demo in {work}")
+        shutil.rmtree(work)
+    atomic_write_text(work / MARKER, "made by `lora-training demo`; removed and rebuilt on every demo run\n")
+
+
 def run_demo(workdir: str | Path = DemoOptions.workdir) -> int:
     """Build the demo user, run the pipeline from scratch, print the final table; returns the exit code."""
     from lora_training.reporting.console import print_results
 
     work = Path(workdir)
     started = time.perf_counter()
-    if work.exists():
-        shutil.rmtree(work)
+    _clear(work)
     print(f"demo: building the demo user ({USER_SENTENCES} sentences in espeak-ng voice {USER_VOICE}) in {work}/data")
     unseen = build_demo_user(work / "data")
     print(f"demo: terms in no training sentence, said in {UNSEEN_SENTENCES} eval recordings: {', '.join(unseen)}")

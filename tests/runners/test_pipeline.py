@@ -178,3 +178,20 @@ experiment = "tiny_run"
         assert (run_dir / image).is_file()
     mixed = [json.loads(line) for line in (data / "mixed.jsonl").read_text().splitlines()]
     assert {row["source"] for row in mixed} == {"real", "synthetic"}
+
+
+def test_demo_refuses_a_workdir_it_did_not_make(tmp_path):
+    from lora_training.errors import ConfigError
+    from lora_training.runners.demo import MARKER, _clear
+
+    mine = tmp_path / "data"
+    (mine / "recordings").mkdir(parents=True)
+    (mine / "my_voice_all.jsonl").write_text("{}\n")
+    with pytest.raises(ConfigError, match="not a demo folder"):
+        _clear(mine)
+    assert (mine / "my_voice_all.jsonl").exists()
+    demo = tmp_path / "demo"
+    _clear(demo)
+    (demo / "old.txt").write_text("x")
+    _clear(demo)
+    assert sorted(p.name for p in demo.iterdir()) == [MARKER]
