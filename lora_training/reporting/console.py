@@ -272,18 +272,28 @@ def compare_table(rows: list[dict[str, Any]]) -> Table:
 
     A WER marked * comes from the trainer's own evals because the run has no eval_results.json.
     """
-    table = Table(show_edge=False, pad_edge=False, caption_justify="left",
-                  caption="* the trainer's best eval; `just evaluate NAME` for the full evaluation with safety"
-                  if any(r["source"] == "trainer" for r in rows) else None)
+    notes = ["[..]: 95% interval; a change whose paired interval holds 0 is within noise"]
+    if any(r["source"] == "trainer" for r in rows):
+        notes.append("* from the trainer (its end-of-run test, else its best dev eval); `just evaluate NAME` for "
+                     "the full evaluation with safety")
+    table = Table(show_edge=False, pad_edge=False, caption_justify="left", caption="\n".join(notes))
     table.add_column("run", no_wrap=True)
-    for column in ("adapter", "steps", "time", "baseline WER", "adapter WER", "term recall", "safety Δ"):
+    for column in ("adapter", "steps", "time", "baseline WER", "adapter WER", "WER change", "term recall",
+                   "safety Δ"):
         table.add_column(column, justify="left" if column == "adapter" else "right")
     scored = [r["best_wer"] for r in rows if r["best_wer"] is not None]
     best = min(scored) if scored else None
     for r in rows:
         mark = "*" if r["source"] == "trainer" else ""
         is_best = r["best_wer"] is not None and r["best_wer"] == best
-        wer = Text(percent(r["best_wer"]) + mark, style="bold" if is_best else "")
+        wer = Text(percent(r["best_wer"]) + mark + interval_text(r.get("best_wer_interval")),
+                   style="bold" if is_best else "")
+        if r["best_wer"] is None or r["baseline_wer"] is None:
+            change = Text("-")
+        else:
+            span = r.get("wer_change_interval")
+            change = _delta(r["best_wer"] - r["baseline_wer"], True, True, span)
+        recall = percent(r["term_recall"]) + (f" ({r['term_counts']})" if r.get("term_counts") else "")
         if r["safety_delta_points"] is None:
             safety = Text("-")
         else:
@@ -292,5 +302,5 @@ def compare_table(rows: list[dict[str, Any]]) -> Table:
         if r["phase"] != "completed":
             steps += f" {r['phase'] or '?'}"
         table.add_row(Text(r["name"]), r["adapter"], steps, hms(r["train_seconds"]), percent(r["baseline_wer"]), wer,
-                      percent(r["term_recall"]), safety)
+                      change, recall, safety)
     return table

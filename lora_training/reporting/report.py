@@ -27,6 +27,7 @@ from lora_training.errors import LoraTrainingError
 from lora_training.formatting import hms, interval_text, percent
 from lora_training.options import option
 from lora_training.reporting.plots import plot_curves
+from lora_training.reporting.terms import recall_by_source
 from lora_training.runs import DEFAULT_OUTPUTS, RunDir, RunRef
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "docs" / "training_report.md"
@@ -227,6 +228,10 @@ def _results(run: RunFiles) -> str:
         note = (f"\n\n[..]: 95% interval, bootstrap over {counted['n_utterances']} utterances "
                 f"({counted['n_words']} words); the change's interval is a paired bootstrap, and a change whose "
                 f"interval holds 0 is within noise.")
+    by_source = recall_by_source(run.eval_results)
+    if by_source:
+        note += ("\n\nTerm recall by where the adapter heard each term (eval-set occurrences):\n\n"
+                 + _table(["heard in training", "terms", "baseline", "adapter"], by_source))
     return f"From {source}.\n\n" + _table(["metric", "baseline", "adapter", "change"], rows) + note
 
 
@@ -369,7 +374,7 @@ def write_report(run_dir: str | os.PathLike, *, template: str | os.PathLike = TE
 
 def run_row(run: RunFiles) -> dict[str, Any]:
     """One run's headline numbers for `compare`: from eval_results.json where present, else the trainer."""
-    from lora_training.evaluation.evaluate import metric
+    from lora_training.evaluation.evaluate import interval, metric
 
     c, s = run.config, run.state
     best, baseline = run.test("best") or run.best_eval, run.test("baseline") or run.baseline_eval
@@ -389,7 +394,14 @@ def run_row(run: RunFiles) -> dict[str, Any]:
         "best_wer": metric(summary.get("adapter"), "wer") if results else metric(best, "wer"),
         "best_step": (results["model"].get("adapter") or {}).get("step") if results
         else (best or {}).get("adapter_step", (best or {}).get("step")),
+        "best_wer_interval": interval(summary.get("adapter"), "wer") if results else (best or {}).get("wer_interval"),
+        "n_words": (summary.get("adapter") or {}).get("n_words") if results else None,
+        # The paired interval of the adapter's WER change: what says "within noise" across runs.
+        "wer_change_interval": (summary.get("delta_interval") or {}).get("wer") if results else None,
         "term_recall": metric(summary.get("adapter"), "term_recall") if results else metric(best, "term_recall"),
+        "term_counts": (f"{(summary['adapter']['term_recall']['overall'] or {}).get('hits')}/"
+                        f"{(summary['adapter']['term_recall']['overall'] or {}).get('total')}"
+                        if results and summary.get("adapter") else None),
         "safety_delta_points": safety.get("delta_wer_points"),
         "safety_passed": safety.get("passed"),
         "source": "eval_results" if results else ("trainer" if best else None),

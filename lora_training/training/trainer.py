@@ -77,6 +77,10 @@ class Trainer:
             self.vocabulary = load_vocabulary(cfg.vocabulary).written_forms()
         listed = [t for u in self.dev_utts + self.eval_utts for t in (u.terms or [])]
         self.seen_terms = seen_terms(self.train_utts, (self.vocabulary or []) + listed)
+        # Where each term was heard (real recordings, synthetic speech, corrections): the report's breakdown.
+        sources = {u.source or "real" for u in self.train_utts}
+        self.terms_by_source = {s: seen_terms([u for u in self.train_utts if (u.source or "real") == s], self.seen_terms)
+                                for s in sorted(sources)}
 
     def setup(self, resume: bool) -> None:
         from accelerate import Accelerator
@@ -288,6 +292,7 @@ class Trainer:
         save_adapter(
             self.accelerator.unwrap_model(self.model), folder, base_model=cfg.model_id, fingerprint=self.fingerprint,
             info={"step": self.step, "manifests": manifests, "train_terms": self.seen_terms,
+                  "train_terms_by_source": self.terms_by_source,
                   "config": cfg.to_dict(), "best": self.best, **selection},
         )
 
