@@ -59,6 +59,15 @@ def _require_file(path: Path) -> None:
         raise AudioError(f"{path}: empty audio file, expected wav/flac/ogg/mp3 data, got 0 bytes")
 
 
+def _read(path: Path) -> tuple[np.ndarray, int]:
+    """(frames x channels float32, rate) as stored; an AudioError naming the file when it cannot be read."""
+    _require_file(path)
+    try:
+        return sf.read(str(path), dtype="float32", always_2d=True)
+    except (sf.SoundFileError, RuntimeError) as e:
+        raise AudioError(f"{path}: unreadable audio, expected wav/flac/ogg/mp3, got error: {e}") from e
+
+
 def load_audio(
     path: str | os.PathLike,
     *,
@@ -67,11 +76,7 @@ def load_audio(
 ) -> np.ndarray:
     """Decode wav/flac/ogg/mp3 to float32 mono at SAMPLE_RATE; `max_seconds=None` allows any length."""
     path = Path(path)
-    _require_file(path)
-    try:
-        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
-    except (sf.SoundFileError, RuntimeError) as e:
-        raise AudioError(f"{path}: unreadable audio, expected wav/flac/ogg/mp3, got error: {e}") from e
+    data, rate = _read(path)
     if data.shape[0] == 0:
         raise AudioError(f"{path}: empty audio, expected at least {min_seconds:g} s, got 0 samples")
     seconds = data.shape[0] / rate
@@ -112,12 +117,7 @@ def samples_hash(path: str | os.PathLike) -> str:
     flac) or sample format (16 -> 24-bit PCM) has other bytes and the same samples, and the
     samples are what a model trains on. Not resampled, so the hash does not depend on soxr.
     """
-    path = Path(path)
-    _require_file(path)
-    try:
-        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
-    except (sf.SoundFileError, RuntimeError) as e:
-        raise AudioError(f"{path}: unreadable audio, expected wav/flac/ogg/mp3, got error: {e}") from e
+    data, rate = _read(Path(path))
     digest = hashlib.sha256(f"{rate}/{data.shape[1]}/".encode())
     digest.update(np.ascontiguousarray(data).tobytes())
     return digest.hexdigest()
