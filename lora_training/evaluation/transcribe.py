@@ -137,10 +137,10 @@ def transcribe_clips(model, processor, audios: list[np.ndarray], *, batch_size: 
                      group, ids, errors)
             for i in group:
                 states.pop(i, None)
-            bar.update(sum(lengths[i] for i in group) / SAMPLE_RATE)
+            bar.update(sum(lengths[i] for i in group))
         return pending
 
-    bar = _progress_bar(progress, sum(lengths) / SAMPLE_RATE)
+    bar = _progress_bar(progress, sum(lengths))
     was_training = model.training
     model.eval()
     try:
@@ -186,10 +186,11 @@ def _guarded(step, indices: list[int], out: dict, errors: dict[int, str]) -> Non
             errors[i] = f"{type(e).__name__}: {e}"
 
 
-def _progress_bar(label: str | None, total_seconds: float):
+def _progress_bar(label: str | None, total_samples: int):
+    """Counted in whole samples (shown as seconds), so float rounding can never overshoot the total."""
     from tqdm import tqdm
 
-    return tqdm(total=round(total_seconds, 1), desc=label, unit="s audio", disable=label is None,
+    return tqdm(total=total_samples, desc=label, unit="s audio", unit_scale=1 / SAMPLE_RATE, disable=label is None,
                 bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s audio [{elapsed}<{remaining}]",
                 leave=False)
 

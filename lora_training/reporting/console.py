@@ -256,8 +256,15 @@ def results_view(result: dict[str, Any], *, show: int = 5) -> Group:
     return Group(*parts)
 
 
+# Piped output (logs, `make demo | tee`) has no terminal width; rich would fold the table at 80.
+PIPED_WIDTH = 120
+
+
 def print_results(result: dict[str, Any], *, show: int = 5, console: Console | None = None) -> None:
-    (console or Console(highlight=False)).print(results_view(result, show=show))
+    import sys
+
+    console = console or Console(highlight=False, width=None if sys.stdout.isatty() else PIPED_WIDTH)
+    console.print(results_view(result, show=show))
 
 
 def render_text(result: dict[str, Any], *, show: int = 5, width: int = 120) -> str:

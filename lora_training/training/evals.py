@@ -74,7 +74,7 @@ def seen_terms(train: list[Utterance], candidates: Iterable[str]) -> list[str]:
     return sorted(found)
 
 
-def safety_set(manifest: str | None, count: int) -> EvalSet | None:
+def safety_set(manifest: str | None, count: int, every: int = 1) -> EvalSet | None:
     """`count` evenly spaced clips of `manifest`, else of the built-in measurement half; None when
     `count` is 0 or the built-in set is not installed (the run goes on, and says so once)."""
     from lora_training.data.audio import SAMPLE_RATE, load_audio
@@ -91,8 +91,8 @@ def safety_set(manifest: str | None, count: int) -> EvalSet | None:
         log.info("safety in the loop: off, the built-in safety set is unavailable: %s", e)
         return None
     audio = [load_audio(c.audio, max_seconds=None) for c in clips]
-    log.info("safety in the loop: %d clips of %s (%.0f s) at every dev eval", len(clips), path,
-             sum(len(a) for a in audio) / SAMPLE_RATE)
+    log.info("safety in the loop: %d clips of %s (%.0f s) at step 0, the last step and %s", len(clips), path,
+             sum(len(a) for a in audio) / SAMPLE_RATE, "every dev eval" if every == 1 else f"every {every} dev evals")
     return EvalSet("safety", path, [c.ref for c in clips], audio, None, normalizer="safety")
 
 
@@ -161,8 +161,8 @@ def describe(step: int, result: dict[str, Any], safety_start: float | None = Non
     else:
         safety = result.get("safety_wer")
         moved = "" if safety is None or safety_start is None else f", {100 * (safety - safety_start):+.2f} pts since step 0"
-        line = (f"dev eval step {step} ({result['n_utterances']} clips): {scores}  safety WER "
-                + ("off" if safety is None else f"{100 * safety:.2f}% on {result['safety_n']} clips{moved}")
+        line = (f"dev eval step {step} ({result['n_utterances']} clips): {scores}"
+                + ("" if safety is None else f"  safety WER {100 * safety:.2f}% on {result['safety_n']} clips{moved}")
                 + f"  ({result['eval_seconds'] + result.get('safety_seconds', 0):.1f}s)")
     return "\n".join([line, *(f"  ref: {s['ref']}\n  hyp: {s['hyp']}" for s in result["samples"])])
 

@@ -121,7 +121,7 @@ class Trainer:
         self.evals = InLoopEvals(
             EvalSet.of("dev", cfg.dev_manifest or CARVED, self.dev_utts, audio),
             EvalSet.of("test", cfg.eval_manifest, self.eval_utts, audio),
-            safety_set(cfg.safety_manifest, cfg.safety_in_loop) if self.is_main else None,
+            safety_set(cfg.safety_manifest, cfg.safety_in_loop, cfg.safety_every) if self.is_main else None,
             seen_terms=self.seen_terms, vocabulary=self.vocabulary, batch_size=cfg.eval_batch_size)
         log.info("decoded %d train, %d replay, %d dev, %d eval clips in %.1fs", len(self.train_examples),
                  len(self.replay_examples), len(self.dev_utts), len(self.eval_utts), time.perf_counter() - started)
