@@ -273,6 +273,13 @@ def interval(summary: dict | None, name: str) -> list[float] | None:
     return value
 
 
+def term_counts(summary: dict | None, name: str) -> str | None:
+    """"hits/total" behind a term-recall metric (term_recall, _seen, _unseen); None for other metrics."""
+    part = {"term_recall": "overall", "term_recall_seen": "seen", "term_recall_unseen": "unseen"}.get(name)
+    block = ((summary or {}).get("term_recall") or {}).get(part) if part else None
+    return f"{block.get('hits', 0)}/{block.get('total', 0)}" if block else None
+
+
 def metric(summary: dict | None, name: str):
     """A headline number of a score summary by short name (see _DELTA_PATHS); None when absent."""
     value: Any = summary

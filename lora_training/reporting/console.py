@@ -57,7 +57,7 @@ def _systems(result: dict[str, Any]) -> list[str]:
 
 def summary_table(result: dict[str, Any]) -> Table:
     """Metrics per system with the adapter's change; safety WER and speed at the bottom."""
-    from lora_training.evaluation.evaluate import interval, metric
+    from lora_training.evaluation.evaluate import interval, metric, term_counts
 
     systems = _systems(result)
     summary = result["summary"]
@@ -74,8 +74,8 @@ def summary_table(result: dict[str, Any]) -> Table:
             if all(v is None for v in values):
                 continue
             cells = [_value(v, is_pct) + interval_text(interval(summary.get(s), name)) for v, s in zip(values, systems)]
-            if name.startswith("term_recall"):
-                cells = [f"{c} ({_hits(summary.get(s), name)})" if c != "-" else c for c, s in zip(cells, systems)]
+            cells = [f"{c} ({term_counts(summary.get(s), name)})" if c != "-" and term_counts(summary.get(s), name)
+                     else c for c, s in zip(cells, systems)]
             intervals = summary.get("delta_interval") or {}
             extra = [_delta((summary["delta"] or {}).get(name), lower, is_pct, intervals.get(name))] if both else []
             table.add_row(label, *cells, *extra)
@@ -99,12 +99,6 @@ def summary_table(result: dict[str, Any]) -> Table:
     table.add_row("real-time factor", *[_value((timing.get(s) or {}).get("rtf"), False) for s in systems],
                   *([Text("")] if both else []))
     return table
-
-
-def _hits(summary: dict | None, name: str) -> str:
-    part = {"term_recall": "overall", "term_recall_seen": "seen", "term_recall_unseen": "unseen"}[name]
-    block = (summary or {}).get("term_recall", {}).get(part) or {}
-    return f"{block.get('hits', 0)}/{block.get('total', 0)}"
 
 
 def _title(result: dict[str, Any]) -> str:

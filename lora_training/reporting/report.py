@@ -199,7 +199,7 @@ def _summaries(run: RunFiles) -> tuple[dict | None, dict | None, str]:
 
 
 def _results(run: RunFiles) -> str:
-    from lora_training.evaluation.evaluate import deltas, interval, metric
+    from lora_training.evaluation.evaluate import deltas, interval, metric, term_counts
     from lora_training.evaluation.intervals import within_noise
 
     baseline, adapter, source = _summaries(run)
@@ -220,8 +220,9 @@ def _results(run: RunFiles) -> str:
         change = _pts(delta.get(name)) if is_pct else ("–" if delta.get(name) is None else f"{delta[name]:+}")
         if delta.get(name) is not None and spans.get(name):
             change += interval_text(spans[name], signed=True) + (" (within noise)" if within_noise(spans[name]) else "")
-        rows.append([label, fmt(b) + interval_text(interval(baseline, name)),
-                     fmt(a) + interval_text(interval(adapter, name)), change])
+        cells = [fmt(v) + interval_text(interval(s, name)) + (f" ({term_counts(s, name)})" if term_counts(s, name) else "")
+                 for v, s in ((b, baseline), (a, adapter))]
+        rows.append([label, *cells, change])
     counted = adapter or baseline
     note = ""
     if counted.get("wer_interval"):
