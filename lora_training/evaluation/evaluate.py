@@ -251,6 +251,7 @@ def _model_block(model_id: str, adapter_dir: str | None, sidecar: dict | None) -
 _DELTA_PATHS = {
     "wer": ("wer",),
     "cer": ("cer",),
+    "exact_wer": ("exact_wer",),
     "term_recall": ("term_recall", "overall", "recall"),
     "term_recall_seen": ("term_recall", "seen", "recall"),
     "term_recall_unseen": ("term_recall", "unseen", "recall"),

@@ -22,6 +22,7 @@ from lora_training.formatting import hms, interval_text, percent
 _ROWS = (
     ("WER", "wer", True, True),
     ("CER", "cer", True, True),
+    ("WER, exact case+punct.", "exact_wer", True, True),
     ("term recall", "term_recall", False, True),
     ("  seen in training", "term_recall_seen", False, True),
     ("  unseen", "term_recall_unseen", False, True),

@@ -208,7 +208,8 @@ def _results(run: RunFiles) -> str:
     delta = deltas(baseline, adapter) or {}
     spans = ((run.eval_results or {}).get("summary") or {}).get("delta_interval") or {}
     rows = []
-    for label, name, is_pct in (("WER", "wer", True), ("CER", "cer", True), ("term recall", "term_recall", True),
+    for label, name, is_pct in (("WER", "wer", True), ("CER", "cer", True),
+                                 ("WER, exact case and punctuation", "exact_wer", True), ("term recall", "term_recall", True),
                                  ("term recall, seen", "term_recall_seen", True),
                                  ("term recall, unseen", "term_recall_unseen", True),
                                  ("symbol accuracy", "symbol_accuracy", True), ("false alarms", "false_alarms", False),
