@@ -71,6 +71,9 @@ def base_fingerprint(model) -> str:
 def save_adapter(peft_model, out_dir: str | Path, *, base_model: str, fingerprint: str,
                  info: dict[str, Any]) -> Path:
     """Write the adapter folder atomically: staged, then renamed over any previous one."""
+    from lora_training.models.runtime import quiet_libraries
+
+    quiet_libraries()  # peft's save_pretrained asks transformers a deprecated question on every save
     out_dir = Path(out_dir)
     tmp = staging_dir(out_dir)
     peft_model.save_pretrained(str(tmp), safe_serialization=True)
