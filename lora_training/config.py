@@ -68,7 +68,13 @@ class ExperimentConfig:
     safety_in_loop: int = option(8, "general-English clips scored beside dev evals to show forgetting early "
                                     "(evenly spaced, fixed for the run; 0: off)", metavar="N")
     safety_every: int = option(2, "score the safety clips at every Nth dev eval (always at step 0 and the last "
-                                  "step): with 8 clips a few percent of a CPU run", metavar="N")
+                                  "step): with 8 clips a few percent of a CPU run; an eval without a score cannot "
+                                  "become best_adapter", metavar="N")
+    # Safety-aware selection and stopping (training/selection.py).
+    safety_budget: float = option(0.5, "best_adapter is the lowest dev WER among evals whose safety WER is at most "
+                                       "this many WER points above step 0's", metavar="POINTS")
+    safety_patience: int = option(2, "end the run (completed, early stop) after N consecutive safety scores over "
+                                     "--safety-budget (0: never stop for safety)", metavar="N")
     safety_manifest: str | None = option(None, "general-domain manifest for --safety-in-loop; none: the built-in "
                                                "safety set's measurement half")
     early_stop_patience: int = option(0, "stop after N dev evals without a better dev WER (0: off)")
@@ -98,6 +104,8 @@ class ExperimentConfig:
         need("dev_fraction", lambda v: 0 < v <= 0.5, "a number in (0, 0.5], e.g. 0.1")
         need("safety_in_loop", lambda v: v >= 0, "an integer >= 0 (0: off)")
         need("safety_every", lambda v: v > 0, "a positive integer")
+        need("safety_budget", lambda v: v >= 0, "WER points >= 0, e.g. 0.5")
+        need("safety_patience", lambda v: v >= 0, "an integer >= 0 (0: never stop for safety)")
         need("max_grad_norm", lambda v: v >= 0, "a number >= 0 (0 disables clipping)")
         need("adapter_sites", lambda v: v in ADAPTER_SITES, f"one of {', '.join(ADAPTER_SITES)}")
         need("device", lambda v: v in DEVICES, f"one of {', '.join(DEVICES)}")

@@ -22,6 +22,7 @@ from typing import Any
 from lora_training.config import adapter_kind
 from lora_training.defaults import DECODE_BATCH_SIZE, DEVICES, MAX_CHUNK_SECONDS, MODEL_REFERENCE_HELP, default_model
 from lora_training.errors import ConfigError, LoraTrainingError
+from lora_training.evaluation.biasing import DEFAULT_BOOST, keyterm_bias
 from lora_training.evaluation.inputs import (BUILTIN, Clip, audio_clips, check_output, failure_record, load_clip_audio,
                                              manifest_clips, safety_clips)
 from lora_training.options import option
@@ -42,6 +43,10 @@ class EvalOptions:
                                   "runs both)", flag="--no-baseline")
     vocabulary: str | None = option(None, "vocabulary file: term recall in references without `terms`, and false "
                                           "alarms", metavar="FILE")
+    bias_vocabulary: str | None = option(None, "keyterm biasing (off without it): favour these written forms while "
+                                               "decoding, in both systems; also --vocabulary's default", metavar="FILE")
+    bias_boost: float = option(DEFAULT_BOOST, "keyterm biasing: logit bonus for starting a term; its k-th token "
+                                              "gets B·(1+ln k)", metavar="B")
     safety_manifest: str | None = option(None, "general-domain manifest for the safety WER, or 'builtin' (real "
                                                "English speech from Debian packages); None: no safety set",
                                          flag="--safety-manifest --safety", metavar="PATH|builtin")
@@ -61,6 +66,8 @@ class EvalOptions:
                             f"{'both' if self.manifest else 'neither'}")
         if not self.baseline and not self.adapter_dir:
             problems.append("baseline: --no-baseline leaves nothing to transcribe without --adapter-dir")
+        if not 0 <= self.bias_boost < float("inf"):
+            problems.append(f"bias_boost: expected a finite logit bonus >= 0, got {self.bias_boost!r}")
         if not self.safety_budget >= 0:
             problems.append(f"safety_budget: expected WER points >= 0, got {self.safety_budget!r}")
         if not (isinstance(self.batch_size, int) and self.batch_size > 0):
@@ -98,7 +105,7 @@ class _Evaluator:
         start = time.perf_counter()
         results = transcribe_clips(self.model, self.processor, [audio[c.id] for c in todo],
                                    batch_size=self.options.batch_size,
-                                   max_chunk_seconds=self.options.max_chunk_seconds, progress=label)
+                                   max_chunk_seconds=self.options.max_chunk_seconds, progress=label, bias=self.bias)
         seconds = time.perf_counter() - start
         audio_seconds = sum(len(audio[c.id]) for c in todo) / SAMPLE_RATE
         self.timing[system if set_name == "eval" else f"{set_name}_{system}"] = {
@@ -126,12 +133,14 @@ def run_evaluation(options: EvalOptions, *, progress: bool = False) -> dict[str,
     if options.output:
         safety_path = None if options.safety_manifest == BUILTIN else options.safety_manifest
         check_output(options.output, {"manifest": options.manifest, "vocabulary": options.vocabulary,
+                                      "bias_vocabulary": options.bias_vocabulary,
                                       "safety_manifest": safety_path,
                                       **{f"audio {i}": a for i, a in enumerate(options.audio, start=1)}})
     sidecar = _sidecar(options.adapter_dir)
     model_id = options.model_id or (sidecar or {}).get("base_model") or default_model("transcribe")
     clips = manifest_clips(options.manifest) if options.manifest else audio_clips(options.audio)
-    vocabulary = _vocabulary(options.vocabulary)
+    bias_terms = _vocabulary(options.bias_vocabulary)
+    vocabulary = _vocabulary(options.vocabulary) if options.vocabulary else bias_terms
     seen_terms = sorted(sidecar.get("train_terms") or []) if sidecar else None
     audio, failures = load_clip_audio(clips, "eval")
     ev.failures += failures
@@ -146,6 +155,7 @@ def run_evaluation(options: EvalOptions, *, progress: bool = False) -> dict[str,
                                 f"first: {ev.failures[0]['error']}")
 
     ev.model, ev.processor = _load_model(model_id, options, ev.timing)
+    ev.bias = keyterm_bias(ev.processor.tokenizer, bias_terms or [], options.bias_boost)  # both systems alike
     if options.adapter_dir:
         # Attached before the baseline runs, so an adapter for another base model fails at once.
         ev.model = _attach_adapter(ev.model, options.adapter_dir, model_id, ev.timing)
@@ -168,11 +178,14 @@ def run_evaluation(options: EvalOptions, *, progress: bool = False) -> dict[str,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "model": _model_block(model_id, options.adapter_dir, sidecar),
         "inputs": {
-            "manifest": options.manifest, "audio": list(options.audio), "vocabulary": options.vocabulary,
+            "manifest": options.manifest, "audio": list(options.audio),
+            "vocabulary": options.vocabulary or options.bias_vocabulary,
             "n_clips": len(clips), "audio_seconds": round(sum(len(a) for a in audio.values()) / SAMPLE_RATE, 3),
             "has_references": all(c.ref is not None for c in clips),
         },
         "options": dataclasses.asdict(options),
+        "biasing": {"vocabulary": options.bias_vocabulary, "terms": len(bias_terms), "boost": options.bias_boost}
+                   if bias_terms is not None else None,
         "seen_terms": seen_terms,
         "seen_terms_by_source": (sidecar or {}).get("train_terms_by_source"),
         **_score_main(clips, systems, ev.failures, seen_terms, vocabulary),

@@ -28,7 +28,7 @@ import numpy as np
 
 from lora_training.data.audio import FRAME, HOP, SAMPLE_RATE, frame_energy
 from lora_training.defaults import DECODE_BATCH_SIZE, MAX_CHUNK_SECONDS
-from lora_training.models.moonshine_ops import Encoded, decode_states, encode_clips, unpadded_heads
+from lora_training.models.moonshine_ops import Encoded, LogitsHook, decode_states, encode_clips, unpadded_heads
 
 # An encoder bucket pads at most this share of its samples (0.2 s on a 4 s clip). Tight buckets
 # waste little encoder work; decoding groups several buckets, so small buckets cost nothing there.
@@ -99,12 +99,14 @@ def length_buckets(lengths: list[int], max_batch: int, *, max_padding: float = M
 
 
 def transcribe_clips(model, processor, audios: list[np.ndarray], *, batch_size: int = DECODE_BATCH_SIZE,
-                     max_chunk_seconds: float = MAX_CHUNK_SECONDS, progress: str | None = None) -> list[ClipResult]:
+                     max_chunk_seconds: float = MAX_CHUNK_SECONDS, progress: str | None = None,
+                     bias: LogitsHook | None = None) -> list[ClipResult]:
     """One ClipResult per clip, in input order; a clip that fails is reported, never dropped.
 
     Clips (or their chunks) are encoded in tight length buckets and decoded in groups of up to
     `batch_size`. A bucket or group that raises is retried clip by clip, so one bad clip cannot
-    take its neighbours down. `progress` labels a progress bar on stderr (None: no bar).
+    take its neighbours down. `progress` labels a progress bar on stderr (None: no bar). `bias`
+    shifts every decoding step's logits (keyterm biasing, evaluation/biasing.py); None: plain greedy.
     """
     import torch
 
@@ -133,7 +135,7 @@ def transcribe_clips(model, processor, audios: list[np.ndarray], *, batch_size: 
             group = [pending.pop(0)]
             while pending and not full(group) and (len(group) + 1) * lengths[pending[0]] <= max_samples:
                 group.append(pending.pop(0))
-            _guarded(lambda g: decode_states(model, [states[i] for i in g], [budgets[i] for i in g]),
+            _guarded(lambda g: decode_states(model, [states[i] for i in g], [budgets[i] for i in g], bias=bias),
                      group, ids, errors)
             for i in group:
                 states.pop(i, None)

@@ -15,7 +15,7 @@ Nothing here imports from `training` or `evaluation`: both build on it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +26,10 @@ from lora_training.data.audio import normalize_audio
 
 # Label padding: transformers' loss and `shift_tokens_right` both treat -100 as "no target".
 IGNORE_INDEX = -100
+
+# A decoding hook: adds to one step's logits (rows × vocabulary, in place) given each row's tokens so
+# far (no start token). evaluation/biasing.py's keyterm bias is one; the decoder knows nothing of it.
+LogitsHook = Callable[[Any, list[list[int]]], None]
 
 
 def pad_encoder_states(states: list) -> tuple[Any, Any]:
@@ -177,13 +181,15 @@ def _cache_keyword(decoder) -> str:
     return "cache" if "cache" in inspect.signature(decoder.forward).parameters else "past_key_values"
 
 
-def decode_states(model, clips: list[Encoded], budgets: list[int]) -> list[list[int]]:
+def decode_states(model, clips: list[Encoded], budgets: list[int], *,
+                  bias: LogitsHook | None = None) -> list[list[int]]:
     """Greedy token ids (no start token, no EOS) for encoded clips, decoded together.
 
     The same tokens as `model.generate(..., do_sample=False, num_beams=1, max_new_tokens=budget)`
     on each clip alone, but rows share the decoder passes while they are unfinished. Rows need
     not be of similar length: padded frames are masked, and a step's cost is mostly reading the
-    weights that every row shares.
+    weights that every row shares. `bias`, when given, shifts each step's logits before the argmax
+    (keyterm biasing); None leaves the loop exactly as it is without one.
     """
     import torch
 
@@ -201,7 +207,10 @@ def decode_states(model, clips: list[Encoded], budgets: list[int]) -> list[list[
     while rows:
         state = decoder(input_ids=tokens, encoder_hidden_states=hidden, encoder_attention_mask=encoder_mask,
                         use_cache=True, **{cache_keyword: cache}).last_hidden_state
-        next_ids = head(state[:, -1]).argmax(-1)
+        logits = head(state[:, -1])
+        if bias is not None:
+            bias(logits, [out[row] for row in rows])
+        next_ids = logits.argmax(-1)
         keep = []
         for j, (row, token) in enumerate(zip(rows, next_ids.tolist())):
             if token == config.eos_token_id:

@@ -107,7 +107,9 @@ def _title(result: dict[str, Any]) -> str:
     inputs = result["inputs"]
     source = inputs["manifest"] or ", ".join(inputs["audio"])
     adapter = f" + {model['adapter_dir']}" if model.get("adapter_dir") else ""
-    return f"{model['model_id']}{adapter} on {source} ({inputs['n_clips']} clips, {inputs['audio_seconds']:.0f} s)"
+    biasing = result.get("biasing")
+    bias = f"; keyterm biasing: {biasing['terms']} terms, boost {biasing['boost']:g}" if biasing else ""
+    return f"{model['model_id']}{adapter} on {source} ({inputs['n_clips']} clips, {inputs['audio_seconds']:.0f} s){bias}"
 
 
 def word_diff(before: str, after: str) -> tuple[Text, Text]:

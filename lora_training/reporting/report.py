@@ -27,6 +27,7 @@ from lora_training.errors import LoraTrainingError
 from lora_training.formatting import hms, interval_text, percent
 from lora_training.options import option
 from lora_training.reporting.plots import plot_curves
+from lora_training.reporting.selection import selection_conclusions, selection_lines
 from lora_training.reporting.terms import recall_by_source
 from lora_training.runs import DEFAULT_OUTPUTS, RunDir, RunRef
 
@@ -72,7 +73,10 @@ class RunFiles:
 
     @property
     def best_eval(self) -> dict[str, Any] | None:
-        return min(self.evals, key=lambda r: r["wer"], default=None)
+        """best_adapter's dev eval (state.json's `best`: within the safety budget), else the lowest dev WER."""
+        chosen = (self.state.get("best") or {}).get("step")
+        return next((r for r in self.evals if r["step"] == chosen), None) or min(
+            self.evals, key=lambda r: r["wer"], default=None)
 
     @property
     def baseline_eval(self) -> dict[str, Any] | None:
@@ -159,7 +163,7 @@ def _config(run: RunFiles) -> str:
     if s.get("started_at") and s.get("ended_at"):
         rows.append(["wall time", hms(s["ended_at"] - s["started_at"])])
     rows.append(["outcome", f"{s.get('phase', 'unknown')} at step {s.get('step', '?')}"
-                 + (" (early stop)" if s.get("early_stopped") else "")])
+                 + (f" (early stop: {_md(s.get('stop_reason') or 'dev WER')})" if s.get("early_stopped") else "")])
     return _table(["field", "value"], rows)
 
 
@@ -179,6 +183,7 @@ def _curves(run: RunFiles, plots: list[str]) -> str:
         lines.append(f"Safety WER in the loop ({safety[0]['safety_n']} general-English clips): "
                      f"{_pct(safety[0]['safety_wer'])} at step {safety[0]['step']}, {_pct(safety[-1]['safety_wer'])} "
                      f"at step {safety[-1]['step']}, highest {_pct(worst['safety_wer'])} at step {worst['step']}.")
+    lines += [_md(line) for line in selection_lines(run.state)]
     return "\n\n".join(lines)
 
 
@@ -299,7 +304,7 @@ def conclusions(run: RunFiles) -> list[str]:
     baseline, adapter, _ = _summaries(run)
     if baseline is None or adapter is None:
         return [f"No comparison yet: run `just evaluate {run.name}`."]
-    out = []
+    out = [_md(line) for line in selection_conclusions(run.state)]
     wb, wa = metric(baseline, "wer"), metric(adapter, "wer")
     out.append(f"WER {'falls' if wa < wb else 'rises' if wa > wb else 'stays'} from {_pct(wb)} to {_pct(wa)} "
                f"({100 * (wa - wb):+.2f} points).")

@@ -2,7 +2,9 @@
 
 WERs during a run are the dev set's (what best_adapter is chosen on), labelled so; the eval
 manifest's numbers appear only as the run's `test` verdict. The safety column is the change of
-the in-loop safety WER since step 0, in points: the first sign that ordinary English suffers.
+the in-loop safety WER since step 0, in points: the first sign that ordinary English suffers. Since
+it decides which dev eval may become best_adapter and can stop a run, both views say when it did:
+the reason of an early stop, and the warning when no trained step stayed within the safety budget.
 """
 
 from __future__ import annotations
@@ -42,12 +44,20 @@ def render_status(rows: list[dict[str, Any]], detailed: bool) -> str:
                      f"{eta:>8}  {_age(r.get('updated_at'))}")
         if r.get("phase") == "unreadable":  # its state file is damaged: say why under its row
             lines.append(f"  {r['error']}")
+        lines += [f"  {note}" for note in _notes(r)]
     return "\n".join(lines)
+
+
+def _notes(r: dict[str, Any]) -> list[str]:
+    """What safety-aware selection and stopping did (training/selection.py), one line each."""
+    return ([f"early stop: {r['stop_reason']}"] if r.get("stop_reason") else []) + (
+        [f"WARNING: {r['selection_warning']}"] if r.get("selection_warning") else [])
 
 
 def _render_one(r: dict[str, Any]) -> str:
     best = r.get("best") or {}
     last = r.get("last_eval") or {}
+    selection = r.get("selection") or {}
     lines = [
         f"experiment: {r['name']}  ({r['run_dir']})",
         f"phase:      {r.get('phase')}" + (f"  error: {r['error']}" if r.get("error") else ""),
@@ -58,6 +68,10 @@ def _render_one(r: dict[str, Any]) -> str:
         f"{percent(last.get('term_recall'))}  safety WER {_safety(last, r.get('safety_baseline'))}",
         f"best dev:   step {best.get('step', '-')}  WER {percent(best.get('wer'))}  term recall "
         f"{percent(best.get('term_recall'))}  safety WER {_safety(best, r.get('safety_baseline'))}  (best_adapter)",
+        *([f"selection:  {selection['rule']}" + (f"; over budget at steps {', '.join(map(str, steps))}"
+                                                  if (steps := selection.get("over_budget_steps")) else "")]
+          if selection.get("rule") else []),
+        *_notes(r),
         f"test:       {_test(r.get('test') or {})}",
         f"pid:        {r.get('pid', '-')}  updated {_age(r.get('updated_at'))}",
     ]

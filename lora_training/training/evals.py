@@ -1,8 +1,10 @@
 """Evaluation during training: which set is read when, and what each may decide.
 
     dev     step 0 and every eval_interval steps: best_adapter/, early stopping, the curves
-    safety  beside every dev eval: N fixed clips of general English. It decides nothing; it
-            shows when ordinary English starts to suffer, long before `evaluate` would
+    safety  beside dev evals: N fixed clips of general English. It shows when ordinary English
+            starts to suffer, long before `evaluate` would, and it has a say (`selection.py`): only
+            a dev eval whose own safety score is within `--safety-budget` of step 0's can become
+            best_adapter/, and `--safety-patience` scores over it in a row stop the run
     test    the eval manifest, exactly twice a run: the untouched model at step 0 and
             best_adapter/ at the end. Nothing is chosen on it, so its score is not optimistic
 
@@ -25,6 +27,11 @@ Cost of safety in the loop (16 built-in clips, 112 s of audio), measured on the 
 Hence the defaults: 8 clips (~3 s on moonshine-base), scored at every 2nd dev eval
 (`--safety-every`) and always at step 0 and the last step: ~3 s per ~50 s of a default CPU run,
 about 6%. `--safety-in-loop 0` turns it off; `--safety-every 1` scores it at every dev eval.
+All evals together, per 100 default steps: 45 s of training, 2 dev evals of 1.7 s and one safety
+score of ~3 s, 6.4 s of 51.4 s (~13%, within the issue's 15%); a safety score at every dev eval
+would make it 9.4 of 54.4 s (~17%). So a dev eval without a safety score of its own is not
+eligible for best_adapter/ (selection.py says why), rather than scoring every eval. With 8 clips
+one word is ~0.6 WER points, so the default `--safety-budget` of 0.5 tolerates no added word error.
 """
 
 from __future__ import annotations
@@ -72,6 +79,12 @@ def seen_terms(train: list[Utterance], candidates: Iterable[str]) -> list[str]:
     text = "\n".join(u.text for u in train)
     found.update(t for t in set(candidates) - found if t and count_term(text, t))
     return sorted(found)
+
+
+def terms_by_source(train: list[Utterance], seen: list[str]) -> dict[str, list[str]]:
+    """Where each seen term was heard (real recordings, synthetic speech, corrections): the report's breakdown."""
+    sources = sorted({u.source or "real" for u in train})
+    return {s: seen_terms([u for u in train if (u.source or "real") == s], seen) for s in sources}
 
 
 def safety_set(manifest: str | None, count: int, every: int = 1) -> EvalSet | None:

@@ -6,8 +6,9 @@ Choose on dev, report on test (`evals.py`). Step 0 evaluates the untouched model
 starts as a no-op) on the dev set and on the eval manifest, so both baselines are the first rows
 of `metrics.jsonl`. Every `eval_interval` steps the model transcribes the dev set greedily (WER,
 CER, jargon term recall, and the safety WER of a few general-English clips beside them);
-`best_adapter/` follows the best dev WER, `adapter/` is the final one, and the eval manifest is
-read once more, at the end, for best_adapter's verdict. Runs under Hugging Face Accelerate, so
+`best_adapter/` follows the best dev WER within the safety budget, and too many safety scores over
+it stop the run (`selection.py`); `adapter/` is the final one, and the eval manifest is read once
+more, at the end, for best_adapter's verdict. Runs under Hugging Face Accelerate, so
 `accelerate launch --num_processes N` gives DDP without code changes.
 """
 
@@ -33,7 +34,9 @@ from lora_training.training.checkpoints import CheckpointManager, restore_rng, s
 from lora_training.training.collate import Example, check_label_lengths, encode_labels, pad_audio, pad_labels
 from lora_training.training.data_order import DataOrder
 from lora_training.training.dev_split import CARVED, dev_and_train, dev_digest
-from lora_training.training.evals import EvalSet, InLoopEvals, adapter_weights, brief, describe, safety_set, seen_terms
+from lora_training.training.evals import (EvalSet, InLoopEvals, adapter_weights, brief, describe, safety_set,
+                                          seen_terms, terms_by_source)
+from lora_training.training.selection import Selection, settle
 from lora_training.formatting import hms
 from lora_training.runs import RunDir
 from lora_training.runs.metrics_log import JsonlMetricsLogger, NullMetricsLogger, drop_rows_after
@@ -55,8 +58,7 @@ class Trainer:
         self.state = RunState(self.folder.path) if self.is_main else NullRunState()
         self.checkpoints = CheckpointManager(self.folder.checkpoints, keep=2)
         self.step = 0
-        self.best: dict[str, Any] | None = None
-        self.evals_since_best = 0
+        self.selection = Selection(cfg.safety_budget, cfg.safety_patience, cfg.early_stop_patience)
         self.stop_requested = False
         self.metrics = NullMetricsLogger()
 
@@ -77,10 +79,7 @@ class Trainer:
             self.vocabulary = load_vocabulary(cfg.vocabulary).written_forms()
         listed = [t for u in self.dev_utts + self.eval_utts for t in (u.terms or [])]
         self.seen_terms = seen_terms(self.train_utts, (self.vocabulary or []) + listed)
-        # Where each term was heard (real recordings, synthetic speech, corrections): the report's breakdown.
-        sources = {u.source or "real" for u in self.train_utts}
-        self.terms_by_source = {s: seen_terms([u for u in self.train_utts if (u.source or "real") == s], self.seen_terms)
-                                for s in sorted(sources)}
+        self.terms_by_source = terms_by_source(self.train_utts, self.seen_terms)
 
     def setup(self, resume: bool) -> None:
         from accelerate import Accelerator
@@ -177,8 +176,7 @@ class Trainer:
                 raise LoraTrainingError(f"{folder}: dev set, expected the one its best WER was measured on, got another "
                                         "(train_manifest, seed or the dev options changed); start a new run")
             self.step = ckpt["step"]
-            self.best = ckpt.get("best")
-            self.evals_since_best = ckpt.get("evals_since_best", 0)
+            self.selection.restore(ckpt)
             log.info("resumed from %s at step %d", folder.name, self.step)
         if self.is_main:
             # The end-of-run test follows the last checkpoint, at its step: a resumed run tests again.
@@ -245,7 +243,7 @@ class Trainer:
     # --- evaluation ----------------------------------------------------------------------
 
     def _dev_eval(self) -> None:
-        """Dev WER decides best_adapter/ and early stopping; the safety WER beside it decides nothing."""
+        """Dev WER decides best_adapter/ within the safety budget; safety and dev WERs decide early stops."""
         cfg = self.cfg
         due = self.step in (0, cfg.max_steps) or (self.step // cfg.eval_interval) % cfg.safety_every == 0
         if self.is_main:
@@ -259,13 +257,12 @@ class Trainer:
         log.info("%s", describe(self.step, result, self.state.data.get("safety_baseline")))
         self.metrics.log("eval", self.step, **result)
         summary = brief(self.step, result, self.state.data.get("last_eval"))
-        if self.best is None or summary["wer"] < self.best["wer"]:
-            self.best = summary
-            self.evals_since_best = 0
+        chosen, note = self.selection.consider(self.step, result, summary)
+        if note:
+            log.info("%s", note)
+        if chosen:
             self._save_adapter(self.folder.best_adapter)
-        else:
-            self.evals_since_best += 1
-        self.state.update(last_eval=summary, best=self.best)
+        self.state.update(last_eval=summary, best=self.selection.best, selection=self.selection.summary())
 
     def _test(self, which: str) -> None:
         """The eval manifest, read for the verdict only and twice a run: the untouched model at
@@ -274,7 +271,7 @@ class Trainer:
             model, best = self.accelerator.unwrap_model(self.model), which == "best"
             with adapter_weights(model, self.folder.best_adapter if best else None):
                 result = {**self.evals.test(model, self.processor), "adapter": which,
-                          "adapter_step": self.best["step"] if best else 0}
+                          "adapter_step": self.selection.best["step"] if best else 0}
             log.info("%s", describe(self.step, result))
             self.metrics.log("test", self.step, **result)
             self.state.update(test={**(self.state.data.get("test") or {}), which: brief(self.step, result)})
@@ -288,12 +285,12 @@ class Trainer:
                      for name in ("train_manifest", "replay_manifest", "dev_manifest") if getattr(cfg, name)}
         best = folder == self.folder.best_adapter
         selection = {"chosen_on": "dev", "dev_set": cfg.dev_manifest or CARVED, "dev_utterances": len(self.dev_utts),
-                     "metric": "wer (lowest)"} if best else {"chosen_on": "last step"}
+                     **self.selection.sidecar()} if best else {"chosen_on": "last step"}
         save_adapter(
             self.accelerator.unwrap_model(self.model), folder, base_model=cfg.model_id, fingerprint=self.fingerprint,
             info={"step": self.step, "manifests": manifests, "train_terms": self.seen_terms,
                   "train_terms_by_source": self.terms_by_source,
-                  "config": cfg.to_dict(), "best": self.best, **selection},
+                  "config": cfg.to_dict(), "best": self.selection.best, **selection},
         )
 
     def _checkpoint(self) -> None:
@@ -304,7 +301,7 @@ class Trainer:
             adapter=get_peft_model_state_dict(self.accelerator.unwrap_model(self.model)),
             optimizer=self.optimizer.state_dict(),
             scheduler=self.scheduler.state_dict(),
-            extra={"best": self.best, "evals_since_best": self.evals_since_best, "dev_digest": self.dev_id},
+            extra={**self.selection.checkpoint(), "dev_digest": self.dev_id},
         )
         self.state.update(last_checkpoint=self.step)
 
@@ -326,6 +323,7 @@ class Trainer:
             if stop:
                 if main:
                     self._checkpoint()
+                    settle(self.selection, self.folder.best_adapter, self.state)
                 log.info("stop requested: checkpointed at step %d", self.step)
                 return "stopped"
             self.model.train()
@@ -349,15 +347,17 @@ class Trainer:
                 self._dev_eval()
             if main and (self.step % cfg.effective_checkpoint_interval == 0 or self.step == cfg.max_steps):
                 self._checkpoint()
-            (early,) = self._agree(bool(cfg.early_stop_patience) and self.evals_since_best >= cfg.early_stop_patience)
+            reason = self.selection.stop_reason() if main else None  # evals run on rank 0 only
+            (early,) = self._agree(reason is not None)
             if early:
-                log.info("early stop: %d dev evals without a better dev WER", cfg.early_stop_patience)
+                log.info("early stop at step %d: %s", self.step, reason or "rank 0's decision")
                 if main:
                     self._checkpoint()
-                    self.state.update(early_stopped=True)
+                    self.state.update(early_stopped=True, stop_reason=reason)
                 break
         if main:
             self._save_adapter(self.folder.adapter)
+            settle(self.selection, self.folder.best_adapter, self.state)
         # Under DDP every rank must print the same digest.
         log.info("rank %d adapter checksum %s", self.accelerator.process_index,
                  state_digest(get_peft_model_state_dict(self.accelerator.unwrap_model(self.model))))
@@ -385,7 +385,8 @@ class Trainer:
         if resume:  # the state shows the step being resumed from, even if the resume then fails
             self.step = self.checkpoints.newest_step()
         self.state.update(phase="running", pid=os.getpid(), started_at=time.time(), error=None,
-                          max_steps=self.cfg.max_steps, step=self.step)
+                          max_steps=self.cfg.max_steps, step=self.step, early_stopped=False, stop_reason=None,
+                          selection_warning=None)
         try:
             self.setup(resume=resume)
             self.state.update(step=self.step)
@@ -402,7 +403,8 @@ class Trainer:
             for sig, handler in handlers.items():  # a foreground run leaves the caller's handlers as they were
                 signal.signal(sig, handler)
         self.state.update(phase=phase, step=self.step, ended_at=time.time(), adapters=self.folder.adapters())
+        best = self.selection.best
         log.info("run %s at step %d; best dev WER %s", phase, self.step,
-                 "n/a" if not self.best else f"{100 * self.best['wer']:.2f}% (step {self.best['step']})")
+                 "n/a" if not best else f"{100 * best['wer']:.2f}% (step {best['step']})")
         return phase
 

@@ -160,3 +160,42 @@ def test_safety_scoring_fails_the_gate_over_budget():
     status = _status({"failures": [], "safety": block})
     assert status["ok"] is False and "over the budget" in status["problems"][0]
     assert _score_safety({"path": "s", "description": None, "clips": clips}, hyps, [], budget=20.0)["passed"] is True
+
+
+def test_keyterm_biasing_flags_reach_both_systems_and_the_result(trained_run, tiny_manifests, tmp_path, capsys):
+    """--bias-vocabulary/--bias-boost bias the baseline and the adapter alike, are recorded in the result,
+    and the biased terms' false alarms are counted (the bias vocabulary is --vocabulary's default)."""
+    _, run_dir = trained_run
+    vocabulary = tmp_path / "bias.txt"
+    vocabulary.write_text("!= | not equals\n")  # in no reference; a boost of 100 puts it everywhere
+    out = tmp_path / "biased.json"
+    code, _, _ = _run(["transcribe", "--adapter-dir", str(run_dir / "adapter"), "--manifest", str(tiny_manifests[1]),
+                       "--bias-vocabulary", str(vocabulary), "--bias-boost", "100", "--output", str(out),
+                       "--no-progress"], capsys)
+    assert code == 0
+    result = json.loads(out.read_text())
+    assert result["options"]["bias_vocabulary"] == str(vocabulary) and result["options"]["bias_boost"] == 100.0
+    assert result["biasing"] == {"vocabulary": str(vocabulary), "terms": 1, "boost": 100.0}
+    assert result["inputs"]["vocabulary"] == str(vocabulary)
+    for system in ("baseline", "adapter"):
+        alarms = result["summary"][system]["term_recall"]["false_alarms"]
+        assert alarms["total"] >= 3 and set(alarms["per_term"]) == {"!="}
+        assert all("!=" in row[system]["hyp"] for row in result["utterances"])
+
+    code, stdout, _ = _run(["transcribe", "--adapter-dir", str(run_dir / "adapter"), "--manifest",
+                            str(tiny_manifests[1]), "--vocabulary", str(vocabulary), "--json", "--no-progress"], capsys)
+    plain = json.loads(stdout)
+    assert code == 0 and plain["biasing"] is None and plain["options"]["bias_vocabulary"] is None
+    for system in ("baseline", "adapter"):
+        assert (plain["summary"][system]["term_recall"]["false_alarms"]["total"]
+                < result["summary"][system]["term_recall"]["false_alarms"]["total"])
+
+
+def test_evaluate_run_and_pipelines_take_the_biasing_options():
+    from lora_training.errors import ConfigError
+    from lora_training.runners.evaluation import check_overrides, overridable
+
+    assert {"bias_vocabulary", "bias_boost"} <= set(overridable())
+    check_overrides({"bias_vocabulary": "vocabulary.txt", "bias_boost": 4.0}, "stage evaluate")
+    with pytest.raises(ConfigError, match="bias_boost: expected a finite logit bonus >= 0"):
+        check_overrides({"bias_boost": -1.0}, "stage evaluate")

@@ -120,7 +120,7 @@ def test_long_clip_is_decoded_in_chunks_and_joined(monkeypatch):
     monkeypatch.setattr(transcribe, "encode_clips",
                         lambda model, items, **kw: [torch.zeros(len(a) // 1000, 2) for a in items])
     monkeypatch.setattr(transcribe, "decode_states",
-                        lambda model, states, budgets: [[1000 + len(s)] for s in states])
+                        lambda model, states, budgets, **kw: [[1000 + len(s)] for s in states])
 
     [result] = transcribe_clips(model, processor, [audio], max_chunk_seconds=20.0)
 

@@ -145,3 +145,38 @@ def test_no_deprecation_warnings(model, audios):
         outputs = ops.padded_encoder_outputs([ops.clip_encoder_states(model, a) for a in audios[:2]])
         labels = torch.tensor([[5, 6, model.config.eos_token_id], [7, model.config.eos_token_id, ops.IGNORE_INDEX]])
         ops.decoder_loss(model, outputs.last_hidden_state, outputs.attention_mask, labels).backward()
+
+
+def test_logits_hook_sees_each_rows_tokens_and_steers_its_argmax(model, audios):
+    """The hook gets every unfinished row's tokens so far, aligned with the logits' rows even after rows
+    leave; adding nothing keeps `decode_states`' tokens, a large bonus makes its token the argmax."""
+    budgets = [max_new_tokens_for(len(a) / SAMPLE_RATE) for a in audios]
+    budgets[1] = 2  # a row that leaves early, so later steps see fewer rows
+    seen: list[list[list[int]]] = []
+
+    def record(logits, histories):
+        assert logits.shape[0] == len(histories)
+        seen.append([list(h) for h in histories])
+
+    forced = 7
+
+    def force_third(logits, histories):
+        for row, history in enumerate(histories):
+            if len(history) == 2:
+                logits[row, forced] += 1e4
+
+    with torch.inference_mode(), ops.unpadded_heads(model):
+        clips = ops.encode_clips(model, audios)
+        plain = ops.decode_states(model, clips, budgets)
+        hooked = ops.decode_states(model, clips, budgets, bias=record)
+        steered = ops.decode_states(model, clips, budgets, bias=force_third)
+
+    assert hooked == plain
+    assert seen[0] == [[]] * len(audios) and len(seen[-1]) < len(audios)
+    for step, histories in enumerate(seen):
+        assert all(len(h) == step for h in histories)
+        assert all(any(h == p[:step] for p in plain) for h in histories)
+    assert steered[1] == plain[1]
+    assert sum(len(ids) > 2 for ids in steered) >= 3
+    assert all(ids[2] == forced for ids in steered if len(ids) > 2)
+    assert all(ids[:2] == p[:2] for ids, p in zip(steered, plain))
