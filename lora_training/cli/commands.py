@@ -277,7 +277,7 @@ def _report(args) -> int:
 
 
 def _compare(args) -> int:
-    from lora_training.reporting.report import CompareOptions, compare_runs
+    from lora_training.reporting.compare import CompareOptions, compare_runs
     from lora_training.runs import RunDir
 
     opts = build(args, CompareOptions)
@@ -325,6 +325,6 @@ def add_evaluation_commands(cmd: Commands) -> None:
     p.set_defaults(handler=_report)
 
     p = cmd.add("compare", "one table across runs: WER, term recall, safety, steps, time",
-                "lora_training.reporting.report:CompareOptions")
+                "lora_training.reporting.compare:CompareOptions")
     add_json(p, "the rows")
     p.set_defaults(handler=_compare)

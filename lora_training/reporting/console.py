@@ -272,7 +272,7 @@ def render_text(result: dict[str, Any], *, show: int = 5, width: int = 120) -> s
 
 
 def compare_table(rows: list[dict[str, Any]]) -> Table:
-    """One line per run (rows from reporting.report.compare_runs); the best adapter WER in bold.
+    """One line per run (rows from reporting.compare.compare_runs); the best adapter WER in bold.
 
     A WER marked * comes from the trainer's own evals because the run has no eval_results.json.
     """

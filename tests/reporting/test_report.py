@@ -11,7 +11,8 @@ import pytest
 
 from lora_training.cli import main
 from lora_training.config import ExperimentConfig
-from lora_training.reporting.report import compare_runs, write_report
+from lora_training.reporting.compare import compare_runs
+from lora_training.reporting.report import write_report
 
 FIXTURE = Path(__file__).parent / "fixtures" / "eval_results.json"
 
