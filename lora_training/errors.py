@@ -26,5 +26,9 @@ class AudioError(LoraTrainingError):
     """An audio file is missing, unreadable, empty, too short or too long; names the path."""
 
 
+class TrainingDiverged(LoraTrainingError):
+    """The loss became NaN or infinite; the message names the step and the learning rate."""
+
+
 class ModelError(LoraTrainingError):
     """A model reference cannot be resolved or an adapter does not fit its base model."""

@@ -1,5 +1,6 @@
-"""Which examples each micro-batch holds: a pure function of (seed, epoch, index), so a run resumed
-from a checkpoint at step S sees exactly the batches the uninterrupted run saw after step S."""
+"""Which examples each micro-batch holds, and the learning rate at each step: pure functions of
+(seed, epoch, index) and of the step, so a run resumed from a checkpoint at step S sees exactly the
+batches and rates the uninterrupted run saw after step S."""
 
 from __future__ import annotations
 
@@ -41,3 +42,11 @@ class DataOrder:
         if self._cache is None or self._cache[0] != epoch:
             self._cache = (epoch, self.epoch(epoch))
         return self._cache[1][offset * self.world + self.rank]
+
+
+def lr_factor(step: int, *, warmup_steps: int, max_steps: int) -> float:
+    """Linear warmup, then linear decay to 10% of the peak at max_steps."""
+    if step < warmup_steps:
+        return (step + 1) / (warmup_steps + 1)
+    progress = (step - warmup_steps) / max(1, max_steps - warmup_steps)
+    return max(0.1, 1.0 - 0.9 * progress)

@@ -15,6 +15,7 @@ more, at the end, for best_adapter's verdict. Runs under Hugging Face Accelerate
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import math
 import os
@@ -28,11 +29,11 @@ import torch
 from lora_training.config import ExperimentConfig, adapter_kind
 from lora_training.data.audio import AudioCache
 from lora_training.data.manifest import load_manifests, manifest_hash
-from lora_training.errors import LoraTrainingError
+from lora_training.errors import LoraTrainingError, TrainingDiverged
 from lora_training.models.moonshine_ops import clip_encoder_states, decoder_loss, padded_encoder_outputs
 from lora_training.training.checkpoints import CheckpointManager, restore_rng, seed_everything, state_digest
 from lora_training.training.collate import Example, check_label_lengths, encode_labels, pad_audio, pad_labels
-from lora_training.training.data_order import DataOrder
+from lora_training.training.data_order import DataOrder, lr_factor
 from lora_training.training.dev_split import CARVED, dev_and_train, dev_digest
 from lora_training.training.evals import (EvalSet, InLoopEvals, adapter_weights, brief, describe, safety_set,
                                           seen_terms, terms_by_source)
@@ -43,10 +44,6 @@ from lora_training.runs.metrics_log import JsonlMetricsLogger, NullMetricsLogger
 from lora_training.runs.state import NullRunState, RunState
 
 log = logging.getLogger("lora_training.train")
-
-
-class TrainingDiverged(LoraTrainingError):
-    """The loss became NaN or infinite."""
 
 
 class Trainer:
@@ -135,7 +132,8 @@ class Trainer:
         params = [p for p in model.parameters() if p.requires_grad]
         # foreach: one fused update over all adapter tensors instead of a Python loop per tensor (CPU default is off).
         optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, self._lr_factor)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, functools.partial(lr_factor, warmup_steps=cfg.warmup_steps, max_steps=cfg.max_steps))
         self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
         self.data_order = DataOrder(self.train_examples, self.replay_examples, batch_size=cfg.batch_size,
                                     replay_ratio=cfg.replay_ratio, seed=cfg.seed, source=cfg.train_manifest,
@@ -145,14 +143,6 @@ class Trainer:
             self._resume()
         # Opened only now: a resume first rewrites the file without the rows it will log again.
         self.metrics = JsonlMetricsLogger(self.folder.metrics) if self.is_main else NullMetricsLogger()
-
-    def _lr_factor(self, step: int) -> float:
-        """Linear warmup, then linear decay to 10% of the peak at max_steps."""
-        cfg = self.cfg
-        if step < cfg.warmup_steps:
-            return (step + 1) / (cfg.warmup_steps + 1)
-        progress = (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps)
-        return max(0.1, 1.0 - 0.9 * progress)
 
     def _resume(self) -> None:
         """Continue from the newest checkpoint that loads (a damaged one is logged and skipped)."""
