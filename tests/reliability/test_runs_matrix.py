@@ -27,7 +27,6 @@ import pytest
 from lora_training.config import ExperimentConfig
 from lora_training.errors import LoraTrainingError
 from lora_training.runs import RunDir
-from lora_training.runs.metrics_log import read_metrics
 from lora_training.runs.state import read_state
 from lora_training.testing.factories import make_manifest, write_tone
 from tests.reliability.conftest import Outcome, assert_clean_error, assert_unchanged, snapshot
