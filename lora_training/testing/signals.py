@@ -28,3 +28,11 @@ def speech_like(
     burst = voiced * envelope
     out[start:end] += (amplitude * burst / np.abs(burst).max()).astype(np.float32)
     return out
+
+
+def loud_syllables(seconds: float, rng: np.random.Generator) -> np.ndarray:
+    """Loud noise with a 4 Hz syllable envelope: no quiet point inside it longer than ~50 ms, so a
+    decoder test clip is never cut at a pause and keeps its exact length."""
+    t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
+    envelope = 0.6 + 0.4 * np.abs(np.sin(2 * np.pi * 4 * t))
+    return (0.3 * envelope * rng.standard_normal(t.size)).astype(np.float32)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from lora_training.data.audio import SAMPLE_RATE
+from lora_training.testing.signals import loud_syllables
 from lora_training.evaluation.biasing import KeytermBias, KeytermTrie, depth_bonus, keyterm_bias, term_sequences
 
 
@@ -82,12 +82,6 @@ def test_off_or_zero_boost_gives_no_hook(tokenizer):
     assert isinstance(keyterm_bias(tokenizer, ["pytest"], 2.0), KeytermBias)
 
 
-def _speechy(seconds: float, rng: np.random.Generator) -> np.ndarray:
-    t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
-    envelope = 0.6 + 0.4 * np.abs(np.sin(2 * np.pi * 4 * t))
-    return (0.3 * envelope * rng.standard_normal(t.size)).astype(np.float32)
-
-
 @pytest.fixture(scope="module")
 def decoding():
     """A tiny random model, three encoded clips, their budgets and step logits of the unbiased decode."""
@@ -102,7 +96,7 @@ def decoding():
         torch.manual_seed(0)
         model = MoonshineForConditionalGeneration(config).eval()
     rng = np.random.default_rng(2)
-    audios = [_speechy(s, rng) for s in (1.0, 1.5, 2.0)]
+    audios = [loud_syllables(s, rng) for s in (1.0, 1.5, 2.0)]
     budgets = [8, 8, 8]
     steps = []
     with torch.inference_mode():

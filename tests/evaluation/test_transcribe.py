@@ -6,23 +6,17 @@ import numpy as np
 import pytest
 import torch
 
+from lora_training.testing.signals import loud_syllables
 from lora_training.data.audio import SAMPLE_RATE
 from lora_training.evaluation import transcribe
 from lora_training.evaluation.transcribe import length_buckets, quiet_split, transcribe_clips
 
 
-def _speechy(seconds: float, rng: np.random.Generator) -> np.ndarray:
-    """Loud noise with a 4 Hz syllable envelope: no quiet point inside it longer than ~50 ms."""
-    t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
-    envelope = 0.6 + 0.4 * np.abs(np.sin(2 * np.pi * 4 * t))
-    return (0.3 * envelope * rng.standard_normal(t.size)).astype(np.float32)
-
-
 def test_quiet_split_cuts_a_long_clip_inside_its_pauses():
     rng = np.random.default_rng(0)
     pause = np.zeros(int(0.4 * SAMPLE_RATE), np.float32)
-    parts = [_speechy(12, rng), pause, _speechy(14, rng), pause, _speechy(13, rng), pause, _speechy(9, rng)]
-    audio = np.concatenate(parts)
+    speech = [loud_syllables(seconds, rng) for seconds in (12, 14, 13, 9)]
+    audio = np.concatenate([part for clip in speech for part in (clip, pause)][:-1])
     pauses, start = [], 0
     for part in parts:
         if part is pause:
@@ -41,7 +35,7 @@ def test_quiet_split_cuts_a_long_clip_inside_its_pauses():
 
 @pytest.mark.parametrize("seconds, expected", [(5.0, 1), (20.0, 1), (20.5, 2), (61.0, 4)])
 def test_quiet_split_chunk_counts(seconds, expected):
-    audio = _speechy(seconds, np.random.default_rng(1))
+    audio = loud_syllables(seconds, np.random.default_rng(1))
     spans = quiet_split(audio, max_seconds=20.0)
     assert len(spans) == expected
     assert all(end - begin <= 20 * SAMPLE_RATE for begin, end in spans)
@@ -73,7 +67,7 @@ def test_batched_tokens_equal_each_clip_decoded_alone(batch_size):
 
     model, processor = tiny_moonshine(seed=3)
     rng = np.random.default_rng(2)
-    audios = [_speechy(s, rng) for s in (1.0, 1.07, 1.12, 2.0, 2.1)]
+    audios = [loud_syllables(s, rng) for s in (1.0, 1.07, 1.12, 2.0, 2.1)]
     with torch.inference_mode():
         alone = [decode_states(model, encode_clips(model, [a]), [max_new_tokens_for(len(a) / SAMPLE_RATE)])[0]
                  for a in audios]
@@ -90,7 +84,7 @@ def test_failing_clip_is_reported_and_its_neighbours_survive(monkeypatch, stage)
 
     model, processor = tiny_moonshine()
     rng = np.random.default_rng(3)
-    audios = [_speechy(s, rng) for s in (1.0, 1.1, 1.12)]
+    audios = [loud_syllables(s, rng) for s in (1.0, 1.1, 1.12)]
     assert length_buckets([len(a) for a in audios], 8) == [[0, 1, 2]]  # one batch, so the retry is exercised
     with torch.inference_mode():
         frames = [len(transcribe.encode_clips(model, [a])[0]) for a in audios]
@@ -115,7 +109,7 @@ def test_long_clip_is_decoded_in_chunks_and_joined(monkeypatch):
     from lora_training.testing.tiny import tiny_moonshine
 
     model, processor = tiny_moonshine()
-    audio = _speechy(45.0, np.random.default_rng(4))
+    audio = loud_syllables(45.0, np.random.default_rng(4))
     # Stand-ins that carry each chunk's length through: "states" of len/1000 rows, one token per chunk.
     monkeypatch.setattr(transcribe, "encode_clips",
                         lambda model, items, **kw: [torch.zeros(len(a) // 1000, 2) for a in items])

@@ -13,18 +13,12 @@ import numpy as np
 import pytest
 import torch
 
+from lora_training.testing.signals import loud_syllables
 from lora_training.data.audio import SAMPLE_RATE
 from lora_training.models import moonshine_ops as ops
 from lora_training.models.registry import max_new_tokens_for
 
 SECONDS = (1.0, 1.07, 1.12, 2.0, 2.1)  # three clips within 12% of each other, two twice as long
-
-
-def _speechy(seconds: float, rng: np.random.Generator) -> np.ndarray:
-    """Loud noise with a 4 Hz syllable envelope: no quiet point inside it longer than ~50 ms."""
-    t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
-    envelope = 0.6 + 0.4 * np.abs(np.sin(2 * np.pi * 4 * t))
-    return (0.3 * envelope * rng.standard_normal(t.size)).astype(np.float32)
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +45,7 @@ def model():
 @pytest.fixture(scope="module")
 def audios():
     rng = np.random.default_rng(2)
-    return [_speechy(s, rng) for s in SECONDS]
+    return [loud_syllables(s, rng) for s in SECONDS]
 
 
 def _generate_alone(model, audio: np.ndarray, budget: int) -> list[int]:
