@@ -16,7 +16,8 @@ def test_quiet_split_cuts_a_long_clip_inside_its_pauses():
     rng = np.random.default_rng(0)
     pause = np.zeros(int(0.4 * SAMPLE_RATE), np.float32)
     speech = [loud_syllables(seconds, rng) for seconds in (12, 14, 13, 9)]
-    audio = np.concatenate([part for clip in speech for part in (clip, pause)][:-1])
+    parts = [part for clip in speech for part in (clip, pause)][:-1]
+    audio = np.concatenate(parts)
     pauses, start = [], 0
     for part in parts:
         if part is pause:
