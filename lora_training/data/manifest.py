@@ -223,6 +223,21 @@ def save_manifests(manifests: dict[str | os.PathLike, Iterable[Utterance]]) -> l
     return atomic_write_files({path: manifest_bytes(path, utts) for path, utts in manifests.items()})
 
 
+def save_outputs(manifests: dict[str | os.PathLike, Iterable[Utterance]], *, overwrite: bool) -> list[str]:
+    """Write derived manifests (split, mix) as one change; an existing one that would get other rows
+    is replaced only with `overwrite` (a re-run that writes the same bytes is fine). Returns the
+    paths replaced with other rows, for the summary to say."""
+    contents = {Path(p): manifest_bytes(p, utts) for p, utts in manifests.items()}
+    # An empty file holds no rows to lose (e.g. one made by `touch` to set its mode).
+    changed = [str(p) for p, data in contents.items()
+               if p.is_file() and p.read_bytes().strip() and p.read_bytes() != data]
+    if changed and not overwrite:
+        raise ManifestError([f"{changed[0]}: exists with other rows, expected a new file or the same rows; "
+                             f"pass --overwrite to replace {' and '.join(changed)}"])
+    atomic_write_files(contents)
+    return changed
+
+
 def manifest_bytes(path: str | os.PathLike, utterances: Iterable[Utterance]) -> bytes:
     """The JSONL `save_manifest` writes at `path`; raises ManifestError before anything is written."""
     path = Path(path)

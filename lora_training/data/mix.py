@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from lora_training.atomic import check_outputs
-from lora_training.data.manifest import SOURCES, Utterance, load_manifest, save_manifest, total_seconds
+from lora_training.data.manifest import SOURCES, Utterance, load_manifest, save_outputs, total_seconds
 from lora_training.data.overlap import (Overlap, describe_overlaps, find_overlaps, overlap_problem,
                                         overlapping_rows, read_rows)
 from lora_training.errors import ConfigError, ManifestError
@@ -125,6 +125,7 @@ class MixOptions:
                                     "normalised text or the same audio as one of theirs is refused",
                                 metavar="MANIFEST")
     allow_overlap: bool = option(False, "mix even when rows overlap an --exclude manifest; the summary counts them")
+    overwrite: bool = option(False, "replace an existing --output that would get other rows")
 
 
 def mix_manifests(options: MixOptions) -> MixSummary:
@@ -165,7 +166,7 @@ def mix_manifests(options: MixOptions) -> MixSummary:
     if overlaps and not options.allow_overlap:
         raise ConfigError(overlap_problem("inputs", overlaps, f"--exclude {', '.join(options.exclude)}",
                                           "drop those rows from the inputs, or pass --allow-overlap to mix anyway"))
-    save_manifest(output, mixed)
+    notes += [f"replaced (--overwrite): {path}" for path in save_outputs({output: mixed}, overwrite=options.overwrite)]
 
     summaries = []
     for source, rows in pools.items():

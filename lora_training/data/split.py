@@ -12,11 +12,11 @@ every written form found in its text by the evaluation's rule, so a row that nev
 from __future__ import annotations
 
 import random
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from lora_training.atomic import check_outputs
-from lora_training.data.manifest import Utterance, load_manifest, save_manifests, total_seconds
+from lora_training.data.manifest import Utterance, load_manifest, save_outputs, total_seconds
 from lora_training.data.normalize import normalize_text
 from lora_training.data.vocabulary import load_vocabulary, terms_in
 from lora_training.errors import ConfigError
@@ -51,6 +51,7 @@ class SplitSummary:
     # Jargon that appears only in eval: the split's measure of generalisation to new terms.
     unseen_eval_terms: int
     unseen_terms: list[str]  # those terms, sorted
+    replaced: list[str] = field(default_factory=list)  # outputs that had other rows (--overwrite)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -67,6 +68,7 @@ class SplitSummary:
             )
         unseen = f" ({', '.join(self.unseen_terms)})" if self.unseen_terms else ""
         lines.append(f"eval terms unseen in training: {self.unseen_eval_terms}{unseen}")
+        lines += [f"replaced (--overwrite): {path}" for path in self.replaced]
         return "\n".join(lines)
 
 
@@ -86,6 +88,7 @@ class SplitOptions:
     eval_out: str = option("data/my_voice_eval.jsonl", "eval manifest to write")
     eval_fraction: float = option(0.2, "share of utterances for eval")
     seed: int = option(42, "random seed (same seed, same split)")
+    overwrite: bool = option(False, "replace existing outputs that would get other rows")
     vocabulary: str | None = option(None, "vocabulary file: its written forms found in a row's text count as that "
                                           "row's terms, beside its `terms` field, for the unseen-terms summary")
 
@@ -149,5 +152,5 @@ def split_dataset(options: SplitOptions) -> SplitSummary:
         unseen_eval_terms=len(eval_terms - train_terms),
         unseen_terms=sorted(eval_terms - train_terms),
     )
-    save_manifests({train_out: train, eval_out: evals})
+    summary.replaced = save_outputs({train_out: train, eval_out: evals}, overwrite=options.overwrite)
     return summary

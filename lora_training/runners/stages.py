@@ -7,7 +7,7 @@ experiment a wait, check, evaluate or report stage is about), so every key is ch
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -69,7 +69,8 @@ class EvaluateStage(ExperimentStage):
 def split_stage(opts, ctx: Context) -> dict:
     from lora_training.data.split import split_dataset
 
-    summary = split_dataset(opts)
+    # A pipeline run with --overwrite may replace its own derived manifests too.
+    summary = split_dataset(replace(opts, overwrite=opts.overwrite or ctx.overwrite))
     ctx.say(summary.render())
     return summary.to_dict()
 
@@ -85,7 +86,8 @@ def synth_stage(opts, ctx: Context) -> dict:
 def mix_stage(opts, ctx: Context) -> dict:
     from lora_training.data.mix import mix_manifests
 
-    summary = mix_manifests(opts)
+    # A pipeline run with --overwrite may replace its own derived manifests too.
+    summary = mix_manifests(replace(opts, overwrite=opts.overwrite or ctx.overwrite))
     ctx.say(summary.render())
     return summary.to_dict()
 

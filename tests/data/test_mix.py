@@ -132,6 +132,10 @@ def test_cli_mix_prints_the_composition(tmp_path, real, synthetic, capsys):
     summary = json.loads(capsys.readouterr().out)
     assert {s["source"]: s["selected"] for s in summary["sources"]} == {"real": 4, "synthetic": 12}
     assert summary["hours"] == pytest.approx(16 * 0.5 / 3600)
-    assert main(["mix", real, synthetic, "--output", str(out)]) == 0
+    before = out.read_bytes()
+    assert main(["mix", real, synthetic, "--output", str(out)]) == 1  # other rows: not without --overwrite
+    assert "--overwrite" in capsys.readouterr().err and out.read_bytes() == before
+    assert main(["mix", real, synthetic, "--output", str(out), "--overwrite"]) == 0
     text = capsys.readouterr().out
     assert "real" in text and "synthetic" in text and "24 utterances" in text
+    assert f"replaced (--overwrite): {out}" in text

@@ -11,7 +11,9 @@ from lora_training.testing.factories import make_manifest
 
 
 def _split(tmp_path, manifest, **kwargs):
-    summary = split_dataset(SplitOptions(manifest, tmp_path / "train.jsonl", tmp_path / "eval.jsonl", **kwargs))
+    """Split into tmp_path/{train,eval}.jsonl, replacing an earlier split there (tests re-split)."""
+    summary = split_dataset(SplitOptions(manifest, tmp_path / "train.jsonl", tmp_path / "eval.jsonl", overwrite=True,
+                                         **kwargs))
     return summary, load_manifest(tmp_path / "train.jsonl"), load_manifest(tmp_path / "eval.jsonl")
 
 
@@ -137,3 +139,18 @@ def test_split_without_shared_terms_lists_every_eval_term(tmp_path):
 def test_sentence_key_is_the_metrics_normalisation():
     # Number words as digits, as the WER scores them: one sentence, so one side of the split.
     assert sentence_key("I have two cats.") == sentence_key("i have 2 cats")
+
+
+def test_an_existing_split_is_replaced_only_with_overwrite(tmp_path):
+    from lora_training.errors import ManifestError
+
+    manifest = make_manifest(tmp_path / "data", 10, seconds=0.4)
+    train, evals = tmp_path / "train.jsonl", tmp_path / "eval.jsonl"
+    split_dataset(SplitOptions(manifest, train, evals, seed=1))
+    before = (train.read_bytes(), evals.read_bytes())
+    split_dataset(SplitOptions(manifest, train, evals, seed=1))  # the same rows: a re-run is fine
+    with pytest.raises(ManifestError, match="exists with other rows.*--overwrite"):
+        split_dataset(SplitOptions(manifest, train, evals, seed=2))
+    assert (train.read_bytes(), evals.read_bytes()) == before
+    summary = split_dataset(SplitOptions(manifest, train, evals, seed=2, overwrite=True))
+    assert summary.replaced and "replaced (--overwrite)" in summary.render()

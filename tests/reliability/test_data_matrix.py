@@ -135,7 +135,7 @@ def test_split_write_failure_on_the_second_output_leaves_both_untouched(cli, dat
                    "--seed", "1").code == 0
     before = snapshot(data.parent)
     monkeypatch.setattr(os, name, fault(getattr(os, name)))
-    outcome = cli("split-dataset", "--input", data, "--train-out", train_out, "--eval-out", eval_out)
+    outcome = cli("split-dataset", "--input", data, "--train-out", train_out, "--eval-out", eval_out, "--overwrite")
     monkeypatch.undo()
     one_line_error(outcome, eval_out)
     assert_unchanged(data.parent, before)
