@@ -67,9 +67,9 @@ report NAME *ARGS:
 compare +NAMES:
     @{{python}} main.py compare "$@"
 
-# the end-to-end demo on the embedded model, offline
-demo:
-    @{{python}} main.py demo
+# the end-to-end demo on the embedded model, offline (just demo --recipe seed-002: the seed's recipe at full size)
+demo *ARGS:
+    @{{python}} main.py demo "$@"
 
 # the whole test suite
 test *ARGS:

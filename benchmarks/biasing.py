@@ -125,7 +125,8 @@ def speed(demo: Path, vocabulary: list[str], threads: int, repeats: int = 3) -> 
     best of `repeats` (other processes only ever slow a run down); the base model alone."""
     import time
 
-    from lora_training.evaluation.biasing import DEFAULT_BOOST, keyterm_bias
+    from lora_training.defaults import BIAS_BOOST
+    from lora_training.evaluation.biasing import keyterm_bias
     from lora_training.evaluation.inputs import load_clip_audio, manifest_clips
     from lora_training.evaluation.transcribe import transcribe_clips
     from lora_training.models.registry import resolve_model
@@ -137,7 +138,7 @@ def speed(demo: Path, vocabulary: list[str], threads: int, repeats: int = 3) -> 
     audios = list(audio.values())
     best: dict[str, tuple[float, int]] = {}
     for _ in range(repeats):
-        for name, bias in (("off", None), ("on", keyterm_bias(processor.tokenizer, vocabulary, DEFAULT_BOOST))):
+        for name, bias in (("off", None), ("on", keyterm_bias(processor.tokenizer, vocabulary, BIAS_BOOST))):
             start = time.perf_counter()
             results = transcribe_clips(model, processor, audios, bias=bias)
             seconds = time.perf_counter() - start
@@ -145,7 +146,7 @@ def speed(demo: Path, vocabulary: list[str], threads: int, repeats: int = 3) -> 
             best[name] = min(best.get(name, (seconds, tokens)), (seconds, tokens))
     print(f"decoding speed, base model, {threads} threads, best of {repeats}: " + ", ".join(
         f"{name} {seconds:.2f} s ({1000 * seconds / tokens:.1f} ms/token)" for name, (seconds, tokens) in best.items())
-        + f" (on: boost {DEFAULT_BOOST:g})")
+        + f" (on: boost {BIAS_BOOST:g})")
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lora_training.defaults import DECODE_BATCH_SIZE, DEVICES, default_model, model_help
+from lora_training.defaults import BIAS_BOOST, BUILTIN, DECODE_BATCH_SIZE, DEVICES, default_model, model_help
 from lora_training.errors import ConfigError
 from lora_training.options import option
 
@@ -23,7 +23,8 @@ ADAPTER_SITES = ("decoder", "encoder", "both")
 PRECISIONS = ("fp32", "bf16", "fp16")
 # Every Linear in a Moonshine attention or MLP block; sites decide which layers get them.
 DEFAULT_TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "fc1", "fc2")
-PATH_FIELDS = ("train_manifest", "eval_manifest", "replay_manifest", "vocabulary", "dev_manifest", "safety_manifest")
+PATH_FIELDS = ("train_manifest", "eval_manifest", "replay_manifest", "vocabulary", "dev_manifest", "safety_manifest",
+               "bias_vocabulary")
 
 
 @dataclass
@@ -55,11 +56,23 @@ class ExperimentConfig:
         choices=ADAPTER_SITES,
     )
     target_modules: list[str] = option(list(DEFAULT_TARGET_MODULES), "Linear layer names to adapt within the chosen sites")
-    replay_manifest: str | None = option(None, "general-domain manifest mixed into training against forgetting")
-    replay_ratio: float = option(0.0, "replay utterances per training utterance in each epoch (e.g. 0.25)")
+    # Against forgetting (training/data_order.py; the defaults are measured in docs/personalized/README.md).
+    replay_manifest: str | None = option(BUILTIN, "general-domain real speech mixed into training against forgetting: "
+                                                  "a manifest, or builtin (the built-in set's replay half, never the "
+                                                  "half safety scores read; off where it is not installed); "
+                                                  "none: no replay")
+    replay_ratio: float = option(0.25, "replay utterances per training utterance in each epoch (0: no replay; "
+                                       "a small replay set repeats)")
+    max_synthetic_share: float = option(0.5, "at most this share of each epoch's user rows is synthetic: a fresh "
+                                             "sample of the synthetic rows each epoch (1: no cap)", metavar="SHARE")
+    augment_views: int = option(0, "augmented copies (speed, tempo, room, noise) made once per real recording; each "
+                                   "epoch hears one of its views, each encoded once (0: off)", metavar="K")
     allow_overlap: bool = option(False, "start even when a train or replay row shares its normalised text or its "
                                         "audio with an eval (or dev) row; state.json and the report count them")
     vocabulary: str | None = option(None, "vocabulary file: finds jargon terms in eval references that lack a `terms` field")
+    bias_vocabulary: str | None = option(None, "keyterm biasing in the run's evals (dev, safety, test), as `evaluate "
+                                               "--bias-vocabulary` decodes; off without it")
+    bias_boost: float = option(BIAS_BOOST, "keyterm biasing: logit bonus for starting a term")
     # Choose on dev, report on test (training/dev_split.py, training/evals.py).
     dev_manifest: str | None = option(None, "dev manifest (JSONL) that every choice reads: periodic evals, best_adapter, "
                                             "early stop; none: carve a sentence-disjoint slice of the training data")
@@ -100,6 +113,9 @@ class ExperimentConfig:
         need("lr", lambda v: 0 < v < 1, "a number in (0, 1), e.g. 3e-4")
         need("lora_dropout", lambda v: 0 <= v < 1, "a number in [0, 1)")
         need("replay_ratio", lambda v: 0 <= v <= 10, "a number in [0, 10]")
+        need("max_synthetic_share", lambda v: 0 < v <= 1, "a share in (0, 1], e.g. 0.5 (1: no cap)")
+        need("augment_views", lambda v: 0 <= v <= 16, "an integer in [0, 16] (0: off)")
+        need("bias_boost", lambda v: v >= 0, "a logit bonus >= 0")
         need("weight_decay", lambda v: v >= 0, "a number >= 0")
         need("dev_fraction", lambda v: 0 < v <= 0.5, "a number in (0, 0.5], e.g. 0.1")
         need("safety_in_loop", lambda v: v >= 0, "an integer >= 0 (0: off)")
@@ -112,8 +128,6 @@ class ExperimentConfig:
         need("precision", lambda v: v in PRECISIONS, f"one of {', '.join(PRECISIONS)}")
         need("target_modules", lambda v: bool(v) and all(v), "a non-empty list of layer names such as q_proj v_proj")
         need("model_id", lambda v: bool(v.strip()), "a hub id, a folder or embedded:moonshine-base")
-        if "replay_ratio" not in mistyped and self.replay_ratio > 0 and not self.replay_manifest:
-            problems.append("replay_ratio: a ratio > 0 needs --replay-manifest, got none (set it or use --replay-ratio 0)")
         if problems:
             raise ConfigError("invalid experiment config: " + "; ".join(problems))
 
@@ -142,7 +156,7 @@ class ExperimentConfig:
         updates = {}
         for name in PATH_FIELDS:
             value = getattr(self, name)
-            if value:
+            if value and value != BUILTIN:
                 updates[name] = str((Path(base) / value).resolve())
         model = Path(base) / self.model_id
         if ":" not in self.model_id and model.is_dir():

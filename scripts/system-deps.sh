@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
-# Installs the system packages the toolkit needs when missing: espeak-ng and sox (offline speech
-# and audio tools) everywhere; on Debian/Ubuntu also the real-speech data behind `--safety builtin`
-# (Asterisk's English prompts and pocketsphinx's LibriVox test clips).
+# Installs the system packages the toolkit needs when missing: espeak-ng, flite and sox (offline
+# speech and audio tools) everywhere; on Debian/Ubuntu also festival with three voices (Homebrew has
+# no festival formula, so macOS synthesises without it) and the real-speech data behind
+# `--safety builtin` (Asterisk's English prompts and pocketsphinx's LibriVox test clips).
 set -euo pipefail
-tools=(espeak-ng sox)
-debian_data=(asterisk-core-sounds-en-wav pocketsphinx-testdata)
+tools=(espeak-ng flite sox)
+debian_packages=(festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts
+                 asterisk-core-sounds-en-wav pocketsphinx-testdata)
 missing=()
 for t in "${tools[@]}"; do
   command -v "$t" >/dev/null 2>&1 || missing+=("$t")
 done
 if command -v dpkg-query >/dev/null 2>&1; then
-  for p in "${debian_data[@]}"; do
+  for p in "${debian_packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
   done
 fi

@@ -204,7 +204,8 @@ def _pipeline(args) -> int:
 def _demo(args) -> int:
     from lora_training.runners.demo import DemoOptions, run_demo
 
-    return run_demo(workdir=build(args, DemoOptions).workdir)
+    options = build(args, DemoOptions)
+    return run_demo(workdir=options.workdir, recipe=options.recipe)
 
 
 def add_run_commands(cmd: Commands) -> None:

@@ -21,13 +21,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-# The largest boost of {1, 2, 4, 8} whose cost stays within noise (docs/personalized/keyterm_biasing.md,
-# benchmarks/biasing.py; demo adapter, 28 eval clips, 61 builtin safety clips): at 1 the adapter's
-# unseen-term recall rises 1/15 -> 4/15 (+20 points, paired 95% interval [+5.9, +35.6]) at no safety
-# cost (+0.0 points) and 2 more false alarms; at 2 its safety WER rises +1.3 points [+0.5, +3.4], at
-# 4 +3.5 and 15 false alarms, and 8 writes terms everywhere (WER 258%).
-DEFAULT_BOOST = 1.0
-
 # Text put before a written form to tokenize it in context; the tokens kept are those after the
 # context's own. "a " sets the form at a word start; a digit glues it to the text before, since
 # SentencePiece and byte-level BPE vocabularies keep digits apart from letters.

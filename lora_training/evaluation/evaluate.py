@@ -20,9 +20,10 @@ from datetime import datetime, timezone
 from typing import Any
 
 from lora_training.config import adapter_kind
-from lora_training.defaults import DECODE_BATCH_SIZE, DEVICES, MAX_CHUNK_SECONDS, MODEL_REFERENCE_HELP, default_model
+from lora_training.defaults import (BIAS_BOOST, DECODE_BATCH_SIZE, DEVICES, MAX_CHUNK_SECONDS, MODEL_REFERENCE_HELP,
+                                    default_model)
 from lora_training.errors import ConfigError, LoraTrainingError
-from lora_training.evaluation.biasing import DEFAULT_BOOST, keyterm_bias
+from lora_training.evaluation.biasing import keyterm_bias
 from lora_training.evaluation.inputs import (BUILTIN, Clip, audio_clips, check_output, failure_record, load_clip_audio,
                                              manifest_clips, safety_clips)
 from lora_training.options import option
@@ -45,7 +46,7 @@ class EvalOptions:
                                           "alarms", metavar="FILE")
     bias_vocabulary: str | None = option(None, "keyterm biasing (off without it): favour these written forms while "
                                                "decoding, in both systems; also --vocabulary's default", metavar="FILE")
-    bias_boost: float = option(DEFAULT_BOOST, "keyterm biasing: logit bonus for starting a term; its k-th token "
+    bias_boost: float = option(BIAS_BOOST, "keyterm biasing: logit bonus for starting a term; its k-th token "
                                               "gets B·(1+ln k)", metavar="B")
     safety_manifest: str | None = option(None, "general-domain manifest for the safety WER, or 'builtin' (real "
                                                "English speech from Debian packages); None: no safety set",

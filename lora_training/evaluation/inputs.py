@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lora_training.defaults import BUILTIN
 from lora_training.errors import ConfigError, LoraTrainingError
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
-BUILTIN = "builtin"
 
 
 @dataclass

@@ -158,3 +158,18 @@ def builtin_safety_manifest(half: str | None = "measure") -> Path:
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return manifest
+
+
+def replay_source(reference: str | None) -> tuple[str | None, str | None]:
+    """(manifest path, note) for `--replay-manifest`: `builtin` is the replay half, never the half
+    safety scores read. Where the built-in set is not installed (macOS, a slim container) replay is
+    off, with the note saying why, rather than the run failing over a default."""
+    from lora_training.defaults import BUILTIN
+    from lora_training.errors import LoraTrainingError
+
+    if reference != BUILTIN:
+        return reference, None
+    try:
+        return str(builtin_safety_manifest("replay")), None
+    except LoraTrainingError as e:
+        return None, f"replay off: the built-in set is not available ({e})"

@@ -198,9 +198,9 @@ def _progress_bar(label: str | None, total_samples: int):
 
 
 def greedy_transcribe(model, processor, audios: list[np.ndarray], *, batch_size: int = DECODE_BATCH_SIZE,
-                      progress: str | None = None) -> list[str]:
+                      progress: str | None = None, bias: LogitsHook | None = None) -> list[str]:
     """Texts for `audios` (16 kHz mono float32), in input order; the first failing clip raises."""
-    results = transcribe_clips(model, processor, audios, batch_size=batch_size, progress=progress)
+    results = transcribe_clips(model, processor, audios, batch_size=batch_size, progress=progress, bias=bias)
     for i, result in enumerate(results):
         if result.error:
             raise RuntimeError(f"clip {i}: transcription failed: {result.error}")

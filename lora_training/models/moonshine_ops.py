@@ -1,12 +1,13 @@
 """The one home for transformers' Moonshine internals, so an upgrade breaks one test, not the product.
 
-Fast batched transcription and decoder-only training reach below `MoonshineForConditionalGeneration`'s
-public `forward`/`generate`: the encoder's convolutional stem (conv1, GroupNorm, conv2, conv3), its
-rotary embedding and layers, the decoder's KV-cache classes and the keyword that passes them, the
-attention layers' head-dimension padding, `shift_tokens_right` and the output projection. None of
-that is a stable API; transformers renames and reshapes it between minor releases (the decoder's
-`past_key_values` argument became `cache` in 5.24). Everything of that kind lives here and nowhere
-else, and tests/models/test_moonshine_ops.py checks each function against the library's public path
+Fast batched transcription and training (decoder-only, and encoder adapters trained on clips encoded
+as decoding encodes them) reach below `MoonshineForConditionalGeneration`'s public `forward`/`generate`:
+the encoder's convolutional stem (conv1, GroupNorm, conv2, conv3), its rotary embedding and layers,
+the decoder's KV-cache classes and the keyword that passes them, the attention layers' head-dimension
+padding, `shift_tokens_right` and the output projection. None of that is a stable API; transformers
+renames and reshapes it between minor releases (the decoder's `past_key_values` argument became
+`cache` in 5.24). Everything of that kind lives here and nowhere else, and
+tests/models/test_moonshine_ops.py checks each function against the library's public path
 (`generate`, `model(labels=...)`, the encoder on each clip alone), on the installed release and on
 the lowest supported one (tests/models/test_transformers_range.py).
 
@@ -54,21 +55,28 @@ def padded_encoder_outputs(states: list):
     return MoonshineEncoderModelOutput(last_hidden_state=hidden, attention_mask=mask.to(hidden.device))
 
 
+def _clip_values(encoder, audio: np.ndarray, normalize: bool):
+    """One clip as the encoder's 1 × samples input, on its device and in its dtype."""
+    import torch
+
+    param = next(encoder.parameters())
+    if normalize:
+        audio = normalize_audio(audio)
+    return torch.tensor(audio, dtype=param.dtype, device=param.device)[None]  # a copy: cached audio is read-only
+
+
 def clip_encoder_states(model, audio: np.ndarray, *, normalize: bool = False):
     """One clip's encoder output (frames × hidden), computed alone and without gradients.
 
     For caching during decoder-only training: with no adapter in the encoder its output for a
-    clip never changes. The clip runs unpadded, so GroupNorm sees only its own samples.
+    clip never changes. The clip runs unpadded, so GroupNorm sees only its own samples. This is
+    the encoder's own forward, the reference the batched paths below are tested against.
     """
     import torch
 
     encoder = model.get_encoder()
-    device = next(encoder.parameters()).device
-    if normalize:
-        audio = normalize_audio(audio)
-    values = torch.from_numpy(np.array(audio, dtype=np.float32))[None]  # a copy: cached audio is read-only
     with torch.no_grad():
-        out = encoder(input_values=values.to(device))
+        out = encoder(input_values=_clip_values(encoder, audio, normalize))
     return out.last_hidden_state[0].detach()
 
 
@@ -110,44 +118,60 @@ class Encoded:
         return self.states.shape[0]
 
 
-def encode_clips(model, audios: list[np.ndarray], *, normalize: bool = False) -> list[Encoded]:
-    """Each clip encoded (unpadded results), computed as one batch.
+def _encode_each(model, audios: list[np.ndarray], normalize: bool) -> tuple[Any, Any]:
+    """The encoder on a batch as if on each clip alone: batch × frames × hidden, and the real-frame mask.
 
     Moonshine's GroupNorm normalises over time as well as channels, so zero padding shifts the
     statistics of the whole clip and changes its transcript (4 of 22 test clips at 10% padding).
     The convolutional stem therefore runs on each clip unpadded; only its output is padded, and
     the transformer layers, which work per frame apart from masked attention, run batched.
+    Frames past a clip's end hold junk that the mask hides. Gradients flow unless the caller stops them.
     """
     import torch
     from transformers.masking_utils import create_bidirectional_mask
 
     encoder = model.get_encoder()
-    param = next(encoder.parameters())
     stems = []
     for audio in audios:
-        if normalize:
-            audio = normalize_audio(audio)
-        x = torch.tensor(audio, dtype=param.dtype, device=param.device)[None, None]  # a copy: cached audio is read-only
+        x = _clip_values(encoder, audio, normalize)[None]
         x = encoder.groupnorm(torch.tanh(encoder.conv1(x)))
         x = torch.nn.functional.gelu(encoder.conv3(torch.nn.functional.gelu(encoder.conv2(x))))
         stems.append(x[0].transpose(0, 1))
     hidden, mask = pad_encoder_states(stems)
+    mask = mask.to(hidden.device)
     attention = None
     if any(len(s) < hidden.shape[1] for s in stems):
         attention = create_bidirectional_mask(config=encoder.config, inputs_embeds=hidden,
-                                              attention_mask=mask.to(hidden.device), encoder_hidden_states=hidden)
+                                              attention_mask=mask, encoder_hidden_states=hidden)
     positions = torch.arange(hidden.shape[1], device=hidden.device)[None]
     rotary = encoder.rotary_emb(hidden, position_ids=positions)
     for layer in encoder.layers:
         hidden = layer(hidden, attention_mask=attention, position_ids=positions, position_embeddings=rotary)
-    hidden = encoder.layer_norm(hidden)
+    return encoder.layer_norm(hidden), mask
+
+
+def encoder_outputs(model, audios: list[np.ndarray], *, normalize: bool = False):
+    """A batch's `encoder_outputs` for the model, each clip encoded as decoding encodes it, with gradients.
+
+    For training encoder adapters: a zero-padded batch through the encoder's own forward gives every
+    clip but the longest states that decoding (`encode_clips`) never produces.
+    """
+    from transformers.models.moonshine.modeling_moonshine import MoonshineEncoderModelOutput
+
+    hidden, mask = _encode_each(model, audios, normalize)
+    return MoonshineEncoderModelOutput(last_hidden_state=hidden, attention_mask=mask)
+
+
+def encode_clips(model, audios: list[np.ndarray], *, normalize: bool = False) -> list[Encoded]:
+    """Each clip encoded (unpadded results), computed as one batch (`_encode_each`)."""
+    hidden, mask = _encode_each(model, audios, normalize)
+    lengths = mask.sum(1).tolist()
     cross = []
     for layer in model.get_decoder().layers:
         attn = layer.encoder_attn
         shape = (hidden.shape[0], hidden.shape[1], attn.config.num_key_value_heads, attn.head_dim)
         cross.append((attn.k_proj(hidden).view(shape).transpose(1, 2), attn.v_proj(hidden).view(shape).transpose(1, 2)))
-    return [Encoded(hidden[i, :n], [(k[i, :, :n], v[i, :, :n]) for k, v in cross])
-            for i, n in enumerate(len(s) for s in stems)]
+    return [Encoded(hidden[i, :n], [(k[i, :, :n], v[i, :, :n]) for k, v in cross]) for i, n in enumerate(lengths)]
 
 
 def _cross_attention_cache(model, clips: list[Encoded]):

@@ -116,6 +116,15 @@ def _objective(run: RunFiles) -> str:
             f"own dictation, without damaging ordinary English (the safety WER).")
 
 
+def _replay_path(config: dict) -> str | None:
+    """The replay manifest the run read (`builtin` resolved), or None when it replayed nothing."""
+    from lora_training.evaluation.safety import replay_source
+
+    if not config.get("replay_ratio"):
+        return None
+    return replay_source(config.get("replay_manifest"))[0]
+
+
 def _manifest_row(label: str, path: str | None) -> list[str] | None:
     from lora_training.data.manifest import load_manifest, total_seconds
 
@@ -136,7 +145,7 @@ def _manifest_row(label: str, path: str | None) -> list[str] | None:
 def _data(run: RunFiles) -> str:
     c = run.config
     rows = [r for r in (_manifest_row("train", c["train_manifest"]), _manifest_row("eval", c["eval_manifest"]),
-                        _manifest_row("dev", c["dev_manifest"]), _manifest_row("replay", c["replay_manifest"])) if r]
+                        _manifest_row("dev", c["dev_manifest"]), _manifest_row("replay", _replay_path(c))) if r]
     text = _table(["set", "manifest", "utterances", "hours", "sources", "distinct terms"], rows)
     if overlap := run.state.get("overlap"):  # run-experiment's check of training against held-out rows
         text += ("\n\n" + "; ".join(f"train/{kind} overlap: {n} rows" for kind, n in overlap.items())

@@ -30,11 +30,18 @@ MODEL = default_model("demo")
 # The demo user's voice; held out of the synthetic stage so the adapter must generalise across voices.
 USER_VOICE = "en-us+m3"
 USER_SENTENCES = 100
-SYNTHETIC_SENTENCES = 160
 SYNTH_SEED = 7
 # Terms no training sentence holds (chosen by SYNTH_SEED); the user reads UNSEEN_SENTENCES with them, for eval only.
 HOLDOUT_TERMS = 4
 UNSEEN_SENTENCES = 8
+# What the demo trains: its own short recipe, or the seed-002 recipe of pipelines/vocab_expansion.toml
+# verbatim (500 synthetic clips, 1000 steps, DoRA r32) inside the toolkit's defaults around it.
+RECIPES = {
+    "default": {"synthetic": 160, "train": {"max_steps": 80, "eval_interval": 20, "lr": 5e-4, "warmup_steps": 10,
+                                            "lora_r": 16, "lora_alpha": 32, "lora_dropout": 0.05}},
+    "seed-002": {"synthetic": 500, "train": {"max_steps": 1000, "eval_interval": 100, "lr": 1e-4, "lora_r": 32,
+                                             "lora_alpha": 64, "lora_dropout": 0.1, "use_dora": True}},
+}
 EXPERIMENT = "demo_tune"
 
 
@@ -75,7 +82,7 @@ def _record(spoken: Path, output: Path, *, progress: bool, **synth) -> None:
     save_manifest(output, rows)
 
 
-def demo_pipeline(work: Path) -> Pipeline:
+def demo_pipeline(work: Path, recipe: str = "default") -> Pipeline:
     data = work / "data"
     d = {name: str(data / name) for name in ("my_voice_all.jsonl", "my_voice_train.jsonl", "my_voice_split_eval.jsonl",
                                              "my_voice_unseen.jsonl", "my_voice_eval.jsonl", "synthetic_train.jsonl",
@@ -88,7 +95,7 @@ def demo_pipeline(work: Path) -> Pipeline:
         # The eval set: the split's held-out side plus the recordings of terms no training row holds.
         Stage("eval-set", "mix", {"inputs": [d["my_voice_split_eval.jsonl"], d["my_voice_unseen.jsonl"]],
                                   "output": d["my_voice_eval.jsonl"]}),
-        Stage("synth", "synth", {"vocabulary": d["vocabulary.txt"], "count": SYNTHETIC_SENTENCES, "min_per_term": 3,
+        Stage("synth", "synth", {"vocabulary": d["vocabulary.txt"], "count": RECIPES[recipe]["synthetic"], "min_per_term": 3,
                                  "output": d["synthetic_train.jsonl"], "exclude_voices": [USER_VOICE],
                                  "gate_model": MODEL, "seed": SYNTH_SEED, "holdout_terms": HOLDOUT_TERMS,
                                  "exclude": held_out}),
@@ -96,9 +103,8 @@ def demo_pipeline(work: Path) -> Pipeline:
                              "output": d["mixed_train.jsonl"], "exclude": held_out}),
         Stage("train", "run-experiment", {
             "experiment": EXPERIMENT, "model_id": MODEL, "train_manifest": d["mixed_train.jsonl"],
-            "eval_manifest": d["my_voice_eval.jsonl"], "vocabulary": d["vocabulary.txt"],
-            "max_steps": 80, "eval_interval": 20, "lr": 5e-4, "warmup_steps": 10, "batch_size": 8,
-            "lora_r": 16, "lora_alpha": 32, "lora_dropout": 0.05, "adapter_sites": "decoder", "num_threads": 2,
+            "eval_manifest": d["my_voice_eval.jsonl"], "vocabulary": d["vocabulary.txt"], "batch_size": 8,
+            "num_threads": 2, **RECIPES[recipe]["train"],
         }),
         Stage("wait", "wait", {"experiment": EXPERIMENT, "interval": 2.0}),
         # The demo shows the numbers whatever they are: a failed safety gate is printed, not a halt.
@@ -110,7 +116,11 @@ def demo_pipeline(work: Path) -> Pipeline:
 
 @dataclass
 class DemoOptions:
-    workdir: str = option(f"{DEFAULT_OUTPUTS}/demo", "where the demo writes its data and runs")
+    recipe: str = option("default", "what the demo trains: its short recipe (~3 min), or seed-002, the recipe of "
+                                    "pipelines/vocab_expansion.toml at full size (~25 min on 2 cores)",
+                         choices=tuple(RECIPES))
+    workdir: str | None = option(None, f"where the demo writes its data and runs (default {DEFAULT_OUTPUTS}/demo, "
+                                       f"{DEFAULT_OUTPUTS}/demo-seed-002 for that recipe)")
 
 
 # Written into the demo's folder, so a re-run removes only a folder the demo made itself.
@@ -132,17 +142,17 @@ def _clear(work: Path) -> None:
     atomic_write_text(work / MARKER, "made by `lora-training demo`; removed and rebuilt on every demo run\n")
 
 
-def run_demo(workdir: str | Path = DemoOptions.workdir) -> int:
+def run_demo(workdir: str | Path | None = None, recipe: str = "default") -> int:
     """Build the demo user, run the pipeline from scratch, print the final table; returns the exit code."""
     from lora_training.reporting.console import print_results
 
-    work = Path(workdir)
+    work = Path(workdir or f"{DEFAULT_OUTPUTS}/demo" + ("" if recipe == "default" else f"-{recipe}"))
     started = time.perf_counter()
     _clear(work)
     print(f"demo: building the demo user ({USER_SENTENCES} sentences in espeak-ng voice {USER_VOICE}) in {work}/data")
     unseen = build_demo_user(work / "data")
     print(f"demo: terms in no training sentence, said in {UNSEEN_SENTENCES} eval recordings: {', '.join(unseen)}")
-    state = run_pipeline(demo_pipeline(work))
+    state = run_pipeline(demo_pipeline(work, recipe))
     result = next(s["result"] for s in state["stages"] if s["name"] == "evaluate")
     print()
     print_results(json.loads(Path(result["output"]).read_text(encoding="utf-8")), show=5)

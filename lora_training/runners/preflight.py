@@ -6,6 +6,7 @@ folder, the batch size against the data) and reported in one error. No torch is 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 from lora_training.config import ExperimentConfig
@@ -21,8 +22,17 @@ TRAINING_FIELDS = ("train_manifest", "replay_manifest")
 HELD_OUT_FIELDS = {"eval": "eval_manifest", "dev": "dev_manifest"}
 
 
+def with_replay_resolved(cfg: ExperimentConfig) -> ExperimentConfig:
+    """The config with the replay manifest the run will read: `builtin` as its path, None when off."""
+    from lora_training.evaluation.safety import replay_source
+
+    replay = replay_source(cfg.replay_manifest)[0] if cfg.replay_ratio > 0 else None
+    return dataclasses.replace(cfg, replay_manifest=replay)
+
+
 def preflight_problems(cfg: ExperimentConfig) -> list[str]:
     """Every problem found, each as `<where>: <what>, expected X, got Y`."""
+    cfg = with_replay_resolved(cfg)
     from lora_training.data.manifest import validate_manifests
     from lora_training.data.vocabulary import VocabularyError, load_vocabulary
     from lora_training.models.registry import describe_reference
@@ -32,9 +42,9 @@ def preflight_problems(cfg: ExperimentConfig) -> list[str]:
     results = dict(zip(fields, validate_manifests([getattr(cfg, name) for name in fields])))
     for result in results.values():
         problems += result["problems"]
-    if cfg.vocabulary:
+    for vocabulary in {v for v in (cfg.vocabulary, cfg.bias_vocabulary) if v}:
         try:
-            load_vocabulary(cfg.vocabulary)
+            load_vocabulary(vocabulary)
         except VocabularyError as e:
             problems += e.problems
         except LoraTrainingError as e:
@@ -103,6 +113,7 @@ def held_out_overlap(cfg: ExperimentConfig) -> tuple[dict[str, int], list[str]]:
     """
     from lora_training.data.overlap import find_overlaps, overlap_problem, overlapping_rows, read_rows
 
+    cfg = with_replay_resolved(cfg)
     counts: dict[str, int] = {}
     problems: list[str] = []
     try:

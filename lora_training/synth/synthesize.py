@@ -32,7 +32,7 @@ from lora_training.defaults import default_model, model_help
 from lora_training.errors import ConfigError, LoraTrainingError
 from lora_training.options import option
 from lora_training.synth import gate as gates
-from lora_training.synth.augment import augment
+from lora_training.data.augment import augment
 from lora_training.synth.plan import plan_sentences
 from lora_training.synth.sentences import GeneratedSentence
 from lora_training.synth.summary import SynthSummary
@@ -53,11 +53,13 @@ class SynthConfig:
     count: int = option(500, "sentences to generate (ignored with --sentences)")
     min_per_term: int = option(3, "every term appears in at least this many sentences")
     output: str = option("data/synthetic_train.jsonl", "manifest to write; clips go to <stem>_audio/ beside it")
-    backend: str = option("espeak", "TTS backend", choices=tuple(BACKENDS))
+    backend: str = option("offline", "TTS backend; offline: the voices of every installed espeak-ng, flite and "
+                                     "festival", choices=tuple(BACKENDS))
     reference_manifest: str | None = option(None, "recordings of the user whose voice f5-tts clones")
-    exclude_voices: tuple[str, ...] = option((), "espeak voices or languages never used (e.g. en-us+m3)",
+    exclude_voices: tuple[str, ...] = option((), "voices never used: an espeak voice or language (en-us+m3, en-gb), "
+                                                 "flite:NAME, festival:NAME, or an engine (flite) with offline",
                                            nargs="+", metavar="VOICE")
-    voices: tuple[str, ...] = option((), "espeak voices or languages to use exclusively (default: all)",
+    voices: tuple[str, ...] = option((), "voices to use exclusively, named as for --exclude-voices (default: all)",
                                    nargs="+", metavar="VOICE")
     workers: int = option(2, "TTS worker processes (each voice-cloning worker loads its own model)")
     seed: int = option(0, "random seed: same seed, same sentences, voices and clips")

@@ -204,3 +204,20 @@ class CheckpointManager:
             "rng": load_state_tree(folder, "rng"),
             **trainer_state,
         }
+
+
+def restore(folder: Path, ckpt: dict[str, Any], model, optimizer, scheduler, *, dev_digest: str) -> None:
+    """Put a loaded checkpoint's state into the run; a checkpoint of another run says so in one line."""
+    from peft import set_peft_model_state_dict
+
+    try:
+        set_peft_model_state_dict(model, ckpt["adapter"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        restore_rng(ckpt["rng"])
+    except (KeyError, RuntimeError, ValueError) as e:
+        raise LoraTrainingError(f"{folder}: does not fit this run, expected a checkpoint of the same "
+                                f"adapter config (lora_r, sites, target_modules), got {e}") from e
+    if ckpt.get("dev_digest", dev_digest) != dev_digest:
+        raise LoraTrainingError(f"{folder}: dev set, expected the one its best WER was measured on, got another "
+                                "(train_manifest, seed or the dev options changed); start a new run")

@@ -6,6 +6,7 @@ the model right-shifts them itself (decoder_start_token_id) to build the decoder
 
 from __future__ import annotations
 
+import hashlib
 import random
 from dataclasses import dataclass
 
@@ -19,11 +20,14 @@ from lora_training.models.moonshine_ops import IGNORE_INDEX  # the label padding
 
 @dataclass
 class Example:
-    """One training utterance, decoded and tokenised once."""
+    """One training utterance, decoded and tokenised once. `key` names its audio in the encoder
+    cache; `views` are augmented copies of a real recording (`--augment-views`), each with its own key."""
 
     key: str
     audio: np.ndarray
     labels: list[int]
+    synthetic: bool = False
+    views: tuple["Example", ...] = ()
 
     @property
     def length(self) -> int:
@@ -32,6 +36,26 @@ class Example:
 
 def encode_labels(tokenizer, text: str, eos_token_id: int) -> list[int]:
     return [*tokenizer(text, add_special_tokens=False).input_ids, eos_token_id]
+
+
+def build_examples(utterances, audio, tokenizer, eos_token_id: int, *, views: int = 0, seed: int = 0) -> list[Example]:
+    """An Example per utterance (audio from the AudioCache `audio`); each real recording gets
+    `views` augmented copies, each seeded by the run's seed, its audio path and its number, so a
+    resumed run hears the very same copies."""
+    out = []
+    for u in utterances:
+        samples, labels, synthetic = audio.get(u.audio), encode_labels(tokenizer, u.text, eos_token_id), u.source == "synthetic"
+        copies = () if synthetic else tuple(Example(f"{u.audio}#view{v}", _augmented(samples, seed, u.audio, v), labels)
+                                            for v in range(1, views + 1))
+        out.append(Example(u.audio, samples, labels, synthetic, copies))
+    return out
+
+
+def _augmented(samples: np.ndarray, seed: int, key: str, view: int) -> np.ndarray:
+    from lora_training.data.augment import augment
+
+    digest = int.from_bytes(hashlib.sha256(key.encode("utf-8")).digest()[:8], "little")
+    return augment(samples, np.random.default_rng([seed, digest, view]))
 
 
 def check_label_lengths(utterances, examples: list[Example], positions: int) -> None:
@@ -72,7 +96,11 @@ def pad_labels(label_lists: list[list[int]]) -> torch.Tensor:
 
 def pad_audio(audios: list[np.ndarray], normalize: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Zero-pad raw 16 kHz audio: what Moonshine's Wav2Vec2 feature extractor does, without its
-    per-call overhead. `normalize` mirrors the extractor's `do_normalize` (off for Moonshine)."""
+    per-call overhead. `normalize` mirrors the extractor's `do_normalize` (off for Moonshine).
+
+    Only for the library's own padded path (the `generate` baseline in benchmarks/transcribe_rtf.py):
+    the encoder's GroupNorm spans time, so training and decoding encode each clip unpadded instead
+    (`moonshine_ops.encoder_outputs`, `encode_clips`)."""
     width = max(len(a) for a in audios)
     values = np.zeros((len(audios), width), dtype=np.float32)
     mask = torch.zeros((len(audios), width), dtype=torch.long)

@@ -4,6 +4,7 @@ batches and rates the uninterrupted run saw after step S."""
 
 from __future__ import annotations
 
+import math
 import random
 
 from lora_training.errors import LoraTrainingError
@@ -11,23 +12,56 @@ from lora_training.training.collate import Example, bucketed_batches
 
 
 class DataOrder:
+    """An epoch holds every real row (each as one of its augmented views), at most
+    `max_synthetic_share` of synthetic rows (a fresh sample each epoch, so all are heard across
+    epochs), and `replay_ratio` replay rows per row of those (a small replay set repeats)."""
+
     def __init__(self, train: list[Example], replay: list[Example], *, batch_size: int, replay_ratio: float,
-                 seed: int, world: int = 1, rank: int = 0, source: str = "train manifest"):
-        self.train, self.replay = train, replay
+                 seed: int, max_synthetic_share: float = 1.0, world: int = 1, rank: int = 0,
+                 source: str = "train manifest"):
+        self.real = [e for e in train if not e.synthetic]
+        self.synthetic = [e for e in train if e.synthetic]
+        self.replay = replay
         self.batch_size, self.replay_ratio, self.seed = batch_size, replay_ratio, seed
         self.world, self.rank, self.source = world, rank, source
+        # With no real rows there is nothing to cap against: synthetic-only data trains as it is.
+        share = max_synthetic_share if self.real else 1.0
+        self.synthetic_per_epoch = (len(self.synthetic) if share >= 1 else
+                                    min(len(self.synthetic), math.floor(share / (1 - share) * len(self.real))))
+        self.replay_per_epoch = round(replay_ratio * (len(self.real) + self.synthetic_per_epoch)) if replay else 0
         self._per_epoch: int | None = None
         self._cache: tuple[int, list[list[Example]]] | None = None
 
     def epoch(self, epoch: int) -> list[list[Example]]:
-        """Batches of one epoch: the training set plus a fresh replay sample, length-bucketed."""
+        """Batches of one epoch, length-bucketed."""
         rng = random.Random(self.seed * 100_003 + epoch)
-        pool = list(self.train)
-        if self.replay and self.replay_ratio > 0:
-            n = min(len(self.replay), round(self.replay_ratio * len(pool)))
-            pool += rng.sample(self.replay, n)
+        pool = [(e, *e.views)[rng.randrange(len(e.views) + 1)] if e.views else e for e in self.real]
+        pool += self._synthetic_rows(epoch)
+        if self.replay_per_epoch:
+            repeats, rest = divmod(self.replay_per_epoch, len(self.replay))
+            pool += self.replay * repeats + rng.sample(self.replay, rest)
         order = bucketed_batches([e.length for e in pool], self.batch_size, rng)
         return [[pool[i] for i in batch] for batch in order]
+
+    def describe(self) -> str:
+        views = max((len(e.views) for e in self.real), default=0)
+        return (f"each epoch: {len(self.real)} real rows" + (f" (each as one of {views + 1} views)" if views else "")
+                + f", {self.synthetic_per_epoch} of {len(self.synthetic)} synthetic, {self.replay_per_epoch} replay")
+
+    def _synthetic_rows(self, epoch: int) -> list[Example]:
+        """The epoch's slice of an endless run of shuffled passes over the synthetic rows: under a
+        cap every row is heard once per ceil(rows / cap) epochs, none twice before all once."""
+        n, k = len(self.synthetic), self.synthetic_per_epoch
+        if k == n:
+            return list(self.synthetic)
+        passes: dict[int, list[Example]] = {}
+        rows = []
+        for position in range(epoch * k, (epoch + 1) * k):
+            cycle, i = divmod(position, n)
+            if cycle not in passes:
+                passes[cycle] = random.Random(self.seed * 7_919 + cycle).sample(self.synthetic, n)
+            rows.append(passes[cycle][i])
+        return rows
 
     def micro_batch(self, index: int) -> list[Example]:
         """The `index`-th micro-batch of this process: ranks take interleaved batches."""
@@ -35,8 +69,8 @@ class DataOrder:
             self._per_epoch = len(self.epoch(0)) // self.world
             if self._per_epoch == 0:
                 raise LoraTrainingError(
-                    f"{self.source}: {len(self.train)} utterances, expected at least one batch per process "
-                    f"({self.world} process(es) × batch {self.batch_size})"
+                    f"{self.source}: {len(self.real) + len(self.synthetic)} utterances, expected at least one batch "
+                    f"per process ({self.world} process(es) × batch {self.batch_size})"
                 )
         epoch, offset = divmod(index, self._per_epoch)
         if self._cache is None or self._cache[0] != epoch:

@@ -109,13 +109,26 @@ def safety_set(manifest: str | None, count: int, every: int = 1) -> EvalSet | No
     return EvalSet("safety", path, [c.ref for c in clips], audio, None, normalizer="safety")
 
 
+def eval_bias(processor, vocabulary: str | None, boost: float):
+    """Keyterm biasing for the in-loop evals (None: off), so dev choices see what `evaluate` will."""
+    if not vocabulary:
+        return None
+    from lora_training.data.vocabulary import load_vocabulary
+    from lora_training.evaluation.biasing import keyterm_bias
+
+    forms = load_vocabulary(vocabulary).written_forms()
+    log.info("keyterm biasing in evals: %d terms of %s, boost %g", len(forms), vocabulary, boost)
+    return keyterm_bias(processor.tokenizer, forms, boost)
+
+
 class InLoopEvals:
     """Transcribes and scores the run's sets; the recipe decides what the numbers may change."""
 
     def __init__(self, dev: EvalSet, test: EvalSet, safety: EvalSet | None, *, seen_terms: list[str],
-                 vocabulary: list[str] | None, batch_size: int):
+                 vocabulary: list[str] | None, batch_size: int, bias=None):
         self.dev_set, self.test_set, self.safety = dev, test, safety
         self.seen_terms, self.vocabulary, self.batch_size = seen_terms, vocabulary, batch_size
+        self.bias = bias  # keyterm biasing (evaluation/biasing.py) on every set, as `evaluate` decodes
 
     def score(self, model, processor, s: EvalSet) -> dict[str, Any]:
         """Greedy transcripts of `s`, scored like `evaluate` scores them (without per-clip rows)."""
@@ -123,7 +136,7 @@ class InLoopEvals:
         from lora_training.evaluation.transcribe import greedy_transcribe
 
         started = time.perf_counter()
-        hyps = greedy_transcribe(model, processor, s.audio, batch_size=self.batch_size)
+        hyps = greedy_transcribe(model, processor, s.audio, batch_size=self.batch_size, bias=self.bias)
         jargon = s.normalizer == "jargon"
         summary = score(s.refs, hyps, terms=s.terms, normalizer=s.normalizer,
                         seen_terms=self.seen_terms if jargon else None, vocabulary=self.vocabulary if jargon else None)

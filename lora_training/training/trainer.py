@@ -15,6 +15,7 @@ more, at the end, for best_adapter's verdict. Runs under Hugging Face Accelerate
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import logging
 import math
@@ -30,13 +31,13 @@ from lora_training.config import ExperimentConfig, adapter_kind
 from lora_training.data.audio import AudioCache
 from lora_training.data.manifest import load_manifests, manifest_hash
 from lora_training.errors import LoraTrainingError, TrainingDiverged
-from lora_training.models.moonshine_ops import clip_encoder_states, decoder_loss, padded_encoder_outputs
-from lora_training.training.checkpoints import CheckpointManager, restore_rng, seed_everything, state_digest
-from lora_training.training.collate import Example, check_label_lengths, encode_labels, pad_audio, pad_labels
+from lora_training.models.moonshine_ops import clip_encoder_states, decoder_loss, encoder_outputs, padded_encoder_outputs
+from lora_training.training.checkpoints import CheckpointManager, restore, seed_everything, state_digest
+from lora_training.training.collate import Example, build_examples, check_label_lengths, pad_labels
 from lora_training.training.data_order import DataOrder, lr_factor
 from lora_training.training.dev_split import CARVED, dev_and_train, dev_digest
-from lora_training.training.evals import (EvalSet, InLoopEvals, adapter_weights, brief, describe, safety_set,
-                                          seen_terms, terms_by_source)
+from lora_training.training.evals import (EvalSet, InLoopEvals, adapter_weights, brief, describe, eval_bias,
+                                          safety_set, seen_terms, terms_by_source)
 from lora_training.training.selection import Selection, settle
 from lora_training.formatting import hms
 from lora_training.runs import RunDir
@@ -63,8 +64,13 @@ class Trainer:
 
     def load_data(self) -> None:
         """Cheap checks before expensive work: every manifest is validated before the model loads."""
+        from lora_training.evaluation.safety import replay_source
+
         cfg = self.cfg
-        loaded = load_manifests(cfg)
+        self.replay_path, note = replay_source(cfg.replay_manifest if cfg.replay_ratio > 0 else None)
+        if note:
+            log.warning("%s", note)
+        loaded = load_manifests(dataclasses.replace(cfg, replay_manifest=self.replay_path))
         self.eval_utts = loaded["eval_manifest"]
         self.replay_utts = loaded.get("replay_manifest", [])
         self.train_utts, self.dev_utts = dev_and_train(cfg, loaded["train_manifest"])
@@ -112,13 +118,14 @@ class Trainer:
         started = time.perf_counter()
         audio = AudioCache()
         tok = self.processor.tokenizer
-        self.train_examples = [Example(u.audio, audio.get(u.audio), encode_labels(tok, u.text, self.eos_id)) for u in self.train_utts]
-        self.replay_examples = [Example(u.audio, audio.get(u.audio), encode_labels(tok, u.text, self.eos_id)) for u in self.replay_utts]
+        self.train_examples = build_examples(self.train_utts, audio, tok, self.eos_id, views=cfg.augment_views, seed=cfg.seed)
+        self.replay_examples = build_examples(self.replay_utts, audio, tok, self.eos_id)
         self.evals = InLoopEvals(
             EvalSet.of("dev", cfg.dev_manifest or CARVED, self.dev_utts, audio),
             EvalSet.of("test", cfg.eval_manifest, self.eval_utts, audio),
             safety_set(cfg.safety_manifest, cfg.safety_in_loop, cfg.safety_every) if self.is_main else None,
-            seen_terms=self.seen_terms, vocabulary=self.vocabulary, batch_size=cfg.eval_batch_size)
+            seen_terms=self.seen_terms, vocabulary=self.vocabulary, batch_size=cfg.eval_batch_size,
+            bias=eval_bias(self.processor, cfg.bias_vocabulary, cfg.bias_boost))
         log.info("decoded %d train, %d replay, %d dev, %d eval clips in %.1fs", len(self.train_examples),
                  len(self.replay_examples), len(self.dev_utts), len(self.eval_utts), time.perf_counter() - started)
         check_label_lengths(self.train_utts, self.train_examples, model.config.max_position_embeddings)
@@ -136,8 +143,10 @@ class Trainer:
             optimizer, functools.partial(lr_factor, warmup_steps=cfg.warmup_steps, max_steps=cfg.max_steps))
         self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
         self.data_order = DataOrder(self.train_examples, self.replay_examples, batch_size=cfg.batch_size,
-                                    replay_ratio=cfg.replay_ratio, seed=cfg.seed, source=cfg.train_manifest,
+                                    replay_ratio=cfg.replay_ratio, seed=cfg.seed,
+                                    max_synthetic_share=cfg.max_synthetic_share, source=cfg.train_manifest,
                                     world=self.accelerator.num_processes, rank=self.accelerator.process_index)
+        log.info("%s", self.data_order.describe())
 
         if resume:
             self._resume()
@@ -146,25 +155,14 @@ class Trainer:
 
     def _resume(self) -> None:
         """Continue from the newest checkpoint that loads (a damaged one is logged and skipped)."""
-        from peft import set_peft_model_state_dict
-
         found = self.checkpoints.load_latest()
         if found is None:
             self.step = 0
             log.info("no checkpoint in %s: starting from step 0", self.checkpoints.root)
         else:
             folder, ckpt = found
-            try:
-                set_peft_model_state_dict(self.accelerator.unwrap_model(self.model), ckpt["adapter"])
-                self.optimizer.load_state_dict(ckpt["optimizer"])
-                self.scheduler.load_state_dict(ckpt["scheduler"])
-                restore_rng(ckpt["rng"])
-            except (KeyError, RuntimeError, ValueError) as e:
-                raise LoraTrainingError(f"{folder}: does not fit this run, expected a checkpoint of the same "
-                                        f"adapter config (lora_r, sites, target_modules), got {e}") from e
-            if ckpt.get("dev_digest", self.dev_id) != self.dev_id:
-                raise LoraTrainingError(f"{folder}: dev set, expected the one its best WER was measured on, got another "
-                                        "(train_manifest, seed or the dev options changed); start a new run")
+            restore(folder, ckpt, self.accelerator.unwrap_model(self.model), self.optimizer, self.scheduler,
+                    dev_digest=self.dev_id)
             self.step = ckpt["step"]
             self.selection.restore(ckpt)
             log.info("resumed from %s at step %d", folder.name, self.step)
@@ -189,20 +187,20 @@ class Trainer:
 
     def _loss(self, examples: list[Example]) -> torch.Tensor:
         labels = pad_labels([e.labels for e in examples]).to(self.accelerator.device)
+        base = self.accelerator.unwrap_model(self.model).get_base_model()
         with self.accelerator.autocast():
-            if self.cache_encoder and self.accelerator.num_processes == 1:
-                # Projects to the vocabulary only at real label positions. Single process only: under
-                # DDP the forward must go through the wrapper to sync gradients.
-                encoded = self._encoder_states(examples)
-                base = self.accelerator.unwrap_model(self.model).get_base_model()
-                return decoder_loss(base, encoded.last_hidden_state, encoded.attention_mask, labels)
             if self.cache_encoder:
-                out = self.model(encoder_outputs=self._encoder_states(examples), labels=labels)
+                encoded = self._encoder_states(examples)
             else:
-                values, mask = pad_audio([e.audio for e in examples], normalize=self.normalize_audio)
-                out = self.model(input_values=values.to(self.accelerator.device),
-                                 attention_mask=mask.to(self.accelerator.device), labels=labels)
-        return out.loss
+                # Train as you decode: each clip encoded as transcription encodes it, not zero-padded,
+                # since the encoder's GroupNorm spans time and padding shifts every shorter clip's states.
+                encoded = encoder_outputs(base, [e.audio for e in examples], normalize=self.normalize_audio)
+            if self.accelerator.num_processes == 1:
+                # Projects to the vocabulary only at real label positions.
+                return decoder_loss(base, encoded.last_hidden_state, encoded.attention_mask, labels)
+            # Under DDP the forward goes through the wrapper, which readies its gradient hooks for this
+            # backward; they fire for the encoder adapters too, though their forward ran outside it.
+            return self.model(encoder_outputs=encoded, labels=labels).loss
 
     def train_step(self) -> tuple[float, int]:
         """One optimizer step over `grad_accum` micro-batches; returns the mean loss and this
@@ -271,8 +269,8 @@ class Trainer:
         from lora_training.models.adapters import save_adapter
 
         cfg = self.cfg
-        manifests = {name: {"path": getattr(cfg, name), "sha256": manifest_hash(getattr(cfg, name))}
-                     for name in ("train_manifest", "replay_manifest", "dev_manifest") if getattr(cfg, name)}
+        paths = {"train_manifest": cfg.train_manifest, "replay_manifest": self.replay_path, "dev_manifest": cfg.dev_manifest}
+        manifests = {name: {"path": path, "sha256": manifest_hash(path)} for name, path in paths.items() if path}
         best = folder == self.folder.best_adapter
         selection = {"chosen_on": "dev", "dev_set": cfg.dev_manifest or CARVED, "dev_utterances": len(self.dev_utts),
                      **self.selection.sidecar()} if best else {"chosen_on": "last step"}

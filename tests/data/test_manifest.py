@@ -175,7 +175,7 @@ def test_total_seconds_prefers_duration_and_reads_the_header_where_it_is_missing
 def test_load_manifests_returns_each_set_and_reports_every_bad_one_together(tmp_path):
     train = make_manifest(tmp_path / "train", 2)
     evals = make_manifest(tmp_path / "eval", 1)
-    loaded = load_manifests(ExperimentConfig(train_manifest=str(train), eval_manifest=str(evals)))
+    loaded = load_manifests(ExperimentConfig(train_manifest=str(train), eval_manifest=str(evals), replay_manifest=None))
     assert sorted(loaded) == ["eval_manifest", "train_manifest"] and len(loaded["train_manifest"]) == 2
     bad = ExperimentConfig(train_manifest=str(tmp_path / "none.jsonl"), eval_manifest=str(evals),
                            replay_manifest=str(tmp_path / "no_replay.jsonl"))

@@ -31,7 +31,6 @@ def test_unknown_key_in_saved_config_is_an_error(tmp_path):
         ({"max_steps": 0}, "max_steps: expected a positive integer, got 0"),
         ({"lr": 3.0}, "lr: expected a number in (0, 1)"),
         ({"adapter_sites": "middle"}, "adapter_sites: expected one of decoder, encoder, both, got 'middle'"),
-        ({"replay_ratio": 0.5}, "replay_ratio: a ratio > 0 needs --replay-manifest"),
         ({"lora_dropout": 1.0}, "lora_dropout: expected a number in [0, 1)"),
         ({"target_modules": []}, "target_modules: expected a non-empty list"),
         ({"dev_fraction": 0.0}, "dev_fraction: expected a number in (0, 0.5], e.g. 0.1, got 0.0"),

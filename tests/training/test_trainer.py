@@ -23,7 +23,7 @@ def _cfg(tiny_model_dir, tiny_manifests, **kw) -> ExperimentConfig:
     train, evals = tiny_manifests
     base = dict(model_id=str(tiny_model_dir), train_manifest=str(train), eval_manifest=str(evals), max_steps=6,
                 eval_interval=3, log_interval=1, lr=5e-3, warmup_steps=0, batch_size=4, lora_r=4, lora_alpha=8,
-                lora_dropout=0.1, num_threads=1, device="cpu", safety_in_loop=0)
+                lora_dropout=0.1, num_threads=1, device="cpu", safety_in_loop=0, replay_ratio=0)
     return ExperimentConfig(**{**base, **kw})
 
 

@@ -18,10 +18,11 @@ import numpy as np
 class BackendOptions:
     """Every backend option, so the table's constructors share one signature."""
 
-    # espeak voices (a full name such as `en-us+m3`, or a language such as `en-gb` for all its
-    # variants) never used for synthetic speakers, e.g. the voice a demo plays the "real user" with.
+    # Voices never used for synthetic speakers, e.g. the voice a demo plays the "real user" with:
+    # espeak's by name (`en-us+m3`) or language (`en-gb`, all its variants), the others qualified
+    # (`flite:slt`, `festival:kal_diphone`) or, for the offline pool, a whole engine (`flite`).
     exclude_voices: tuple[str, ...] = ()
-    # espeak voices (or languages) to use exclusively, e.g. the one voice a demo's "real user" has.
+    # Voices (named as above) to use exclusively, e.g. the one voice a demo's "real user" has.
     voices: tuple[str, ...] = ()
     # Voice-cloning backends: a manifest of the user's own recordings to clone the voice from.
     reference_manifest: str | None = None

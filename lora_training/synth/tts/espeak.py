@@ -1,4 +1,4 @@
-"""espeak-ng: the offline default. Robotic, but fast (~30 ms a clip) and with many voices.
+"""espeak-ng: most of the offline pool's voices. Robotic, but fast (~30 ms a clip) and with many voices.
 
 One user's recordings cannot teach an adapter to tell the term from the voice; a term heard in
 78 voices (6 English accents x 13 variants) at different speeds and pitches can. Every choice
@@ -73,10 +73,16 @@ class EspeakBackend:
     def load(self) -> None:
         """Nothing to load: every clip is its own espeak-ng process."""
 
+    def installed(self) -> tuple[str, ...]:
+        """Every voice with espeak-ng on PATH (its English voices ship with it), else none."""
+        return VOICES if shutil.which("espeak-ng") is not None else ()
+
     def synthesize(self, spoken: str, rng: random.Random) -> Clip:
+        return self.speak(rng.choice(self.voices), spoken, rng)
+
+    def speak(self, voice: str, spoken: str, rng: random.Random) -> Clip:
         from lora_training.data.audio import load_audio
 
-        voice = rng.choice(self.voices)
         speed = rng.randint(*SPEED_RANGE)
         pitch = rng.randint(*PITCH_RANGE)
         with tempfile.TemporaryDirectory(prefix="espeak-") as folder:

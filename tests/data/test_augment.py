@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from lora_training.synth.augment import AugmentConfig, add_noise, add_reverb, augment, change_speed, change_tempo
+from lora_training.data.augment import AugmentConfig, add_noise, add_reverb, augment, change_speed, change_tempo
 
 RATE = 16000
 ALL = AugmentConfig(speed_probability=1.0, tempo_probability=1.0, reverb_probability=1.0, noise_probability=1.0)
