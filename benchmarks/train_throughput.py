@@ -2,16 +2,20 @@
 
     .venv/bin/python benchmarks/train_throughput.py [--model-id embedded:moonshine-base] [--steps 12]
 
-Variants (each in its own process, so peak RSS is its own):
-  plain    PEFT LoRA on q_proj/v_proj (encoder and decoder), audio decoded every step,
-           random batches, the encoder run with autograd: what a first script does.
-  decoder  our Trainer, decoder-only LoRA: audio decoded once, length-bucketed batches,
-           encoder outputs computed once without gradients and cached.
-  both     our Trainer, LoRA in encoder and decoder (no encoder cache possible).
+Variants:
+  plain      PEFT LoRA on q_proj/v_proj (encoder and decoder), audio decoded every step,
+             random batches, the encoder run with autograd: what a first script does.
+  decoder    our Trainer, decoder-only LoRA r16 (alpha 32, dropout 0.05, the default
+             target_modules): audio decoded once, length-bucketed batches, encoder outputs
+             computed once without gradients and cached.
+  both       our Trainer, LoRA in encoder and decoder (no encoder cache possible).
+  dora       `decoder` as DoRA r32 (alpha 64, dropout 0.1), same targets: models/dora.py's forward.
+  dora-peft  `dora` with peft's own DoRA forward (the base layer twice per call), for comparison.
 Throughput is utterances/s over the timed steps after `--warmup` steps; the encoder cache
 fills during warm-up, as it does in the first epoch of a real run. The machine is shared and
 noisy, so the variants live in one process and take their timed steps in turns (round robin):
 a slow minute slows all of them alike. Peak RSS comes from a separate short run per variant.
+The summary gives each variant's speed against plain and each DoRA step's time against decoder's.
 """
 
 from __future__ import annotations
@@ -71,15 +75,40 @@ def build_plain(args):
     return step
 
 
-def build_ours(args, sites: str):
+DORA = {"adapter_sites": "decoder", "use_dora": True, "lora_r": 32, "lora_alpha": 64, "lora_dropout": 0.1}
+# Our variants: ExperimentConfig fields over the defaults, and whether DoRA runs peft's own forward.
+OURS = {
+    "decoder": ({"adapter_sites": "decoder"}, False),
+    "both": ({"adapter_sites": "both"}, False),
+    "dora": (DORA, False),
+    "dora-peft": (DORA, True),
+}
+
+
+def _peft_dora_forward(model) -> None:
+    """Put peft's DoRA variant back where apply_adapter installed models/dora.py's."""
+    from peft.tuners.lora.variants import DoraLinearVariant
+
+    for module in model.modules():
+        variants = getattr(module, "lora_variant", None) or {}
+        for name in variants:
+            variants[name] = DoraLinearVariant()
+
+
+def build_ours(args, variant: str):
     from lora_training.config import ExperimentConfig
     from lora_training.training.trainer import Trainer
 
+    fields, peft_dora = OURS[variant]
+    # No replay: every variant, plain included, trains on the benchmark's clips alone.
     cfg = ExperimentConfig(model_id=args.model_id, train_manifest=args.manifest, eval_manifest=args.manifest,
-                           batch_size=args.batch_size, adapter_sites=sites, num_threads=args.threads,
-                           device="cpu", max_steps=args.warmup + args.steps, warmup_steps=0, lr=1e-4)
+                           batch_size=args.batch_size, replay_manifest=None, replay_ratio=0.0,
+                           num_threads=args.threads, device="cpu", max_steps=args.warmup + args.steps,
+                           warmup_steps=0, lr=1e-4, **fields)
     trainer = Trainer(cfg, tempfile.mkdtemp(prefix="bench_run_"))
     trainer.setup(resume=False)
+    if peft_dora:
+        _peft_dora_forward(trainer.model)
     trainer.model.train()
 
     def step():
@@ -119,7 +148,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=12, help="timed steps per variant")
     parser.add_argument("--warmup", type=int, default=8, help="untimed steps first (8 × batch 8 = one epoch of 64)")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--variants", nargs="+", default=["plain", "decoder", "both"])
+    parser.add_argument("--variants", nargs="+", default=["plain", "decoder", "both", "dora", "dora-peft"],
+                        choices=["plain", *OURS])
     parser.add_argument("--variant", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
@@ -141,12 +171,14 @@ def main() -> None:
         out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
         results[variant].update(json.loads(out.strip().splitlines()[-1]))
         r = results[variant]
-        print(f"{variant:<8} {r['utt_per_s']:6.2f} utt/s  {r['sec_per_step']:6.2f} s/step  peak RSS {r['peak_rss_mb']:7.0f} MB",
+        print(f"{variant:<9} {r['utt_per_s']:6.2f} utt/s  {r['sec_per_step']:6.2f} s/step  peak RSS {r['peak_rss_mb']:7.0f} MB",
               flush=True)
-    if "plain" in results:
-        for variant in results:
-            if variant != "plain":
-                print(f"{variant} / plain: {results[variant]['utt_per_s'] / results['plain']['utt_per_s']:.2f}x")
+    for variant in results:
+        if variant != "plain" and "plain" in results:
+            print(f"{variant} / plain: {results[variant]['utt_per_s'] / results['plain']['utt_per_s']:.2f}x utt/s")
+    for variant in ("dora", "dora-peft"):
+        if variant in results and "decoder" in results:
+            print(f"{variant} / decoder: {results[variant]['sec_per_step'] / results['decoder']['sec_per_step']:.2f}x s/step")
     print(json.dumps(results))
 
 

@@ -110,6 +110,7 @@ def transcribe_clips(model, processor, audios: list[np.ndarray], *, batch_size: 
     """
     import torch
 
+    from lora_training.models.adapters import frozen_dora
     from lora_training.models.registry import max_new_tokens_for
 
     positions = model.config.max_position_embeddings
@@ -146,7 +147,7 @@ def transcribe_clips(model, processor, audios: list[np.ndarray], *, batch_size: 
     was_training = model.training
     model.eval()
     try:
-        with torch.inference_mode(), unpadded_heads(model):
+        with torch.inference_mode(), unpadded_heads(model), frozen_dora(model):
             pending: list[int] = []
             for bucket in length_buckets(lengths, batch_size):
                 _guarded(lambda b: encode_clips(model, [chunks[i] for i in b], normalize=normalize),

@@ -9,8 +9,10 @@ as seen) and how it was chosen (`chosen_on`: `dev` for best_adapter, with `dev_s
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -46,12 +48,17 @@ def apply_adapter(model, *, r: int, alpha: int, dropout: float, use_dora: bool, 
         bias="none",
     )
     try:
-        return get_peft_model(model, config)
+        peft_model = get_peft_model(model, config)
     except ValueError as e:
         raise ModelError(
             f"target_modules: no layer matched {list(target_modules)} in the {sites} site(s), "
             f"expected Moonshine layer names such as q_proj, v_proj, fc1 ({e})"
         ) from e
+    if use_dora:  # one base pass per layer instead of peft's two (models/dora.py says what differs)
+        from lora_training.models.dora import use_one_base_dora
+
+        use_one_base_dora(peft_model)
+    return peft_model
 
 
 def base_fingerprint(model) -> str:
@@ -106,4 +113,29 @@ def load_adapter(model, adapter_dir: str | Path, *, base_model: str, is_trainabl
             f"refusing to load it onto {base_model!r} (fingerprints {sidecar.get('base_fingerprint')} != {fingerprint}); "
             f"pass --model-id {sidecar.get('base_model')}"
         )
-    return PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=is_trainable)
+    from lora_training.models.dora import use_one_base_dora
+
+    peft_model = PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=is_trainable)
+    use_one_base_dora(peft_model)  # a DoRA adapter runs the forward it was trained with; LoRA is left alone
+    return peft_model
+
+
+@contextlib.contextmanager
+def frozen_dora(model) -> Iterator[None]:
+    """While decoding, each DoRA layer's weight norm (and B·A) is computed once, not at every token:
+    unmerged, peft recomputes them at every forward (every decoded token). The caches are cleared on entry and exit, so weights swapped in between calls
+    (`adapter_weights`) are never served stale. A model without DoRA layers is untouched."""
+    from peft.helpers import DoraCaching
+
+    layers = [m for m in model.modules() if hasattr(m, "_cache_clear") and hasattr(m, "_dora_cache")]
+    if not layers:
+        yield
+        return
+    for layer in layers:
+        layer._cache_clear()
+    try:
+        with DoraCaching():
+            yield
+    finally:
+        for layer in layers:
+            layer._cache_clear()

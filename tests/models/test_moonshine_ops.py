@@ -129,6 +129,21 @@ def test_decoder_loss_equals_the_models_loss_and_gradients(model, audios):
     assert outputs.attention_mask.tolist()[0].count(0) > 0, "the batch must include padded frames"
 
 
+def test_decoder_loss_runs_the_heads_unpadded_and_restores_the_padding(model, audios):
+    """No head-dimension padding (a copy of every layer's keys and values) while the loss runs;
+    the model keeps its padding for everything else."""
+    from unittest import mock
+
+    outputs = ops.padded_encoder_outputs([ops.clip_encoder_states(model, a) for a in audios[:2]])
+    labels = torch.tensor([[5, 6, model.config.eos_token_id], [7, model.config.eos_token_id, ops.IGNORE_INDEX]])
+    paddings = [m.head_dim_padding for m in model.modules() if hasattr(m, "head_dim_padding")]
+    assert any(paddings), "the fixture's heads must be padded for the test to mean anything"
+    with mock.patch.object(torch.nn.functional, "pad", wraps=torch.nn.functional.pad) as pad:
+        ops.decoder_loss(model, outputs.last_hidden_state, outputs.attention_mask, labels).backward()
+    assert pad.call_count == 0
+    assert [m.head_dim_padding for m in model.modules() if hasattr(m, "head_dim_padding")] == paddings
+
+
 def test_no_deprecation_warnings(model, audios):
     """No warning at all, deprecations included: `past_key_values` warned on every decoder step in transformers 5.24."""
     budgets = [5, 3, 4]
