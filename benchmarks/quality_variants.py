@@ -10,6 +10,8 @@
               by `evaluate` with keyterm biasing (`--bias-vocabulary`, default boost)
     seed002   the same data, pipelines/vocab_expansion.toml's recipe: 1000 steps, eval every 100,
               lr 1e-4, r 32, α 64, dropout 0.1, DoRA; evaluated as that pipeline does (no biasing)
+    seed002-bare  seed002 without the defaults that guard against forgetting (no replay, no cap on
+              the synthetic share): what replay and the cap are worth, measured
 
 Training steps are multiplied by --steps-scale (at least 1 step). Each variant writes
 `results/<variant>.json` (its settings, result JSON path, wall time); a variant whose record
@@ -30,10 +32,11 @@ from typing import Callable
 
 from lora_training.errors import ConfigError
 
-VARIANTS = ("baseline", "plain", "ours", "seed002")
+VARIANTS = ("baseline", "plain", "ours", "seed002", "seed002-bare")
 # pipelines/vocab_expansion.toml's full run (the recipe of the seed-002 experiment).
 SEED002 = {"max_steps": 1000, "eval_interval": 100, "lr": 1e-4, "lora_r": 32, "lora_alpha": 64, "lora_dropout": 0.1,
            "use_dora": True}
+BARE = {"replay_manifest": None, "replay_ratio": 0.0, "max_synthetic_share": 1.0}
 DEFAULT_STEPS = 500  # ExperimentConfig's max_steps default, and the plain script's
 
 
@@ -86,7 +89,8 @@ def settings(name: str, ctx: Context) -> dict:
         return {**common, **dataclasses.asdict(PlainConfig(steps=ctx.steps(DEFAULT_STEPS)))}
     if name == "ours":
         return {**common, "max_steps": ctx.steps(DEFAULT_STEPS), "bias": True}
-    return {**common, **SEED002, "max_steps": ctx.steps(SEED002["max_steps"]), "bias": False}
+    bare = BARE if name == "seed002-bare" else {}
+    return {**common, **SEED002, **bare, "max_steps": ctx.steps(SEED002["max_steps"]), "bias": False}
 
 
 def record_path(ctx: Context, name: str) -> Path:
@@ -194,8 +198,13 @@ def run_seed002(ctx: Context) -> Path:
     return _pipeline_variant(ctx, "seed002", {**SEED002, "max_steps": ctx.steps(SEED002["max_steps"])}, bias=False)
 
 
+def run_seed002_bare(ctx: Context) -> Path:
+    return _pipeline_variant(ctx, "seed002-bare", {**SEED002, **BARE, "max_steps": ctx.steps(SEED002["max_steps"])},
+                             bias=False)
+
+
 RUNNERS: dict[str, Callable[[Context], Path]] = {"baseline": run_baseline, "plain": run_plain, "ours": run_ours,
-                                                 "seed002": run_seed002}
+                                                 "seed002": run_seed002, "seed002-bare": run_seed002_bare}
 
 
 # --- the plain recipe -------------------------------------------------------------------------
