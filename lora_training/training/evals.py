@@ -141,6 +141,8 @@ class InLoopEvals:
         summary = score(s.refs, hyps, terms=s.terms, normalizer=s.normalizer,
                         seen_terms=self.seen_terms if jargon else None, vocabulary=self.vocabulary if jargon else None)
         result = {k: v for k, v in summary.items() if k != "per_utterance"}
+        result["errors"] = [row["errors"] for row in summary["per_utterance"]]
+        result["words"] = [row["words"] for row in summary["per_utterance"]]
         result["eval_seconds"] = round(time.perf_counter() - started, 2)
         result["samples"] = [{"ref": r, "hyp": h} for r, h in list(zip(s.refs, hyps))[:SAMPLES]]
         return result
@@ -148,15 +150,18 @@ class InLoopEvals:
     def dev(self, model, processor, *, with_safety: bool = True) -> dict[str, Any]:
         """The dev row of metrics.jsonl: dev scores, and the safety WER beside them when it is due."""
         result = {"set": self.dev_set.name, **self.score(model, processor, self.dev_set)}
+        del result["errors"], result["words"]
         if self.safety and with_safety:
             s = self.score(model, processor, self.safety)
+            # Per-clip errors, so each later score is compared with step 0's clip by clip (selection.py).
             result.update(safety_wer=s["wer"], safety_wer_interval=s["wer_interval"], safety_n=s["n_utterances"],
-                          safety_seconds=s["eval_seconds"])
+                          safety_seconds=s["eval_seconds"], safety_errors=s["errors"], safety_words=s["words"])
         return result
 
     def test(self, model, processor) -> dict[str, Any]:
-        return {"set": self.test_set.name, "manifest": self.test_set.source,
-                **self.score(model, processor, self.test_set)}
+        result = self.score(model, processor, self.test_set)
+        del result["errors"], result["words"]
+        return {"set": self.test_set.name, "manifest": self.test_set.source, **result}
 
 
 def brief(step: int, result: dict[str, Any], previous: dict[str, Any] | None = None) -> dict[str, Any]:

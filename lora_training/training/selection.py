@@ -2,13 +2,21 @@
 counters it keeps, which travel in every checkpoint so a resumed run decides exactly as it would have.
 
     best_adapter/  the lowest dev WER among the dev evals whose safety WER, scored at that same step,
-                   is at most `safety_budget` WER points above step 0's. Step 0 (the untouched model,
+                   is not over `safety_budget` WER points above step 0's. Step 0 (the untouched model,
                    a no-op adapter) always qualifies, so there is always a best; when no trained
                    checkpoint qualifies it is step 0's, and the log, state.json and report say so loudly
     safety stop    `safety_patience` consecutive safety scores over the budget end the run (completed,
                    early_stopped, stop_reason): more steps would only forget more
     dev stop       `early_stop_patience` dev evals without a dev WER lower than every earlier one (the
                    dev WER alone, as before: it asks whether the user's words still improve)
+
+"Over" means shown to be over, not one word's worth: a score is over the budget when its change
+from step 0 exceeds the budget *and* the paired 95% interval of that change (the same clips at
+step 0 and now, resampled together) lies above zero. The in-loop set is small (8 clips, ~170 words:
+one word is ~0.6 points), so without the second condition a single misheard word would exclude a
+checkpoint; measured on a simulated user (benchmarks/quality.py), that rule passed over every
+trained checkpoint of a run whose dev WER fell from 41% to 1% and kept the untouched model. The
+final `evaluate` on the 61-clip measurement half is the verdict on forgetting.
 
 A dev eval without a safety score of its own (`--safety-every 2` skips every other one) cannot
 become best_adapter/. A score carried from an earlier step says nothing about these weights, and
@@ -40,6 +48,8 @@ class Selection:
     evals_since_best: int = 0  # dev evals since the dev WER last fell below every earlier one (the dev stop)
     lowest_dev: float | None = None  # the lowest dev WER of any eval, chosen or not
     safety_start: float | None = None  # step 0's safety WER; None: safety in the loop is off
+    start_errors: list[int] | None = None  # step 0's word errors per safety clip, and the clips' words
+    start_words: list[int] | None = None
     streak: int = 0  # consecutive over-budget safety scores
     trained_scored: int = 0  # safety scores after step 0
     over: list[dict[str, Any]] = field(default_factory=list)  # {step, wer, safety_wer} of each over-budget score
@@ -55,23 +65,31 @@ class Selection:
         wer, safety = result["wer"], result.get("safety_wer")  # safety: None when not scored at this step
         if step == 0:
             self.safety_start = safety
+            self.start_errors, self.start_words = result.get("safety_errors"), result.get("safety_words")
         if self.lowest_dev is None or wer < self.lowest_dev:
             self.lowest_dev, self.evals_since_best = wer, 0
         else:
             self.evals_since_best += 1
         lower = self.best is None or wer < self.best["wer"]
         unscored = over = False  # safety in the loop off: the dev WER alone chooses
+        note = None
         if self.safety_start is not None and safety is None:
             unscored = True
         elif self.safety_start is not None:
-            over = self.points(safety) > self.budget
+            interval = self._change_interval(result.get("safety_errors"))
+            beyond = self.points(safety) > self.budget
+            over = beyond and (interval is None or interval[0] > 0)
             self.trained_scored += step > 0
             self.streak = self.streak + 1 if over else 0
             if over:
-                self.over.append({"step": step, "wer": wer, "safety_wer": safety})
+                self.over.append({"step": step, "wer": wer, "safety_wer": safety, "interval": interval})
+            elif beyond:
+                note = (f"safety {self.points(safety):+.2f} WER points over step 0 at step {step}, within noise "
+                        f"(paired 95% interval [{100 * interval[0]:+.2f}, {100 * interval[1]:+.2f}] on "
+                        f"{len(self.start_words)} clips includes 0): within the budget")
         if lower and not (over or unscored):
             self.best = summary
-            return True, None
+            return True, note
         if over:
             return False, (f"safety over budget at step {step}: {self.points(safety):+.2f} WER points over step 0 "
                            f"(budget +{self.budget:.2f}"
@@ -81,7 +99,15 @@ class Selection:
             self.unscored.append({"step": step, "wer": wer})
             return False, (f"step {step} has a lower dev WER than best_adapter but no safety score of its own "
                            "(--safety-every): not chosen")
-        return False, None
+        return False, note
+
+    def _change_interval(self, errors: list[int] | None) -> list[float] | None:
+        """Paired 95% interval of (safety WER now - at step 0) from per-clip errors; None without them."""
+        if errors is None or self.start_errors is None or len(errors) != len(self.start_errors):
+            return None
+        from lora_training.evaluation.intervals import paired_delta_interval
+
+        return paired_delta_interval(self.start_errors, errors, self.start_words)
 
     def stop_reason(self) -> str | None:
         """Why the run should stop now, or None."""
@@ -131,7 +157,8 @@ class Selection:
 
     # --- checkpoints --------------------------------------------------------------------
 
-    _KEPT = ("lowest_dev", "safety_start", "streak", "trained_scored", "over", "unscored")
+    _KEPT = ("lowest_dev", "safety_start", "start_errors", "start_words", "streak", "trained_scored", "over",
+             "unscored")
 
     def checkpoint(self) -> dict[str, Any]:
         """The checkpoint's share: `best` and `evals_since_best` under their old names, the rest in `selection`."""

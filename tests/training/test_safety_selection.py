@@ -49,7 +49,10 @@ def scripted(monkeypatch):
     def score(self, model, processor, s):
         result = real(self, model, processor, s)
         table = tables.get(s.name)
-        return {**result, "wer": table[box[0].step]} if table else result
+        if not table:
+            return result
+        wer = table[box[0].step]  # every clip at that rate: a change shows on every clip, beyond noise
+        return {**result, "wer": wer, "errors": [wer * w for w in result["words"]]}
 
     monkeypatch.setattr(InLoopEvals, "score", score)
 
@@ -270,3 +273,27 @@ def test_a_resumed_run_keeps_the_counters_and_stops_where_the_uninterrupted_one_
     phase, resumed = _run(tmp_path, cfg, box, name="split", resume=True)
     assert phase == "completed" and resumed["stop_reason"] == whole["stop_reason"] and resumed["step"] == 6
     assert resumed["selection"] == whole["selection"] and resumed["best"]["step"] == whole["best"]["step"] == 2
+
+
+def _safety_row(wer, errors, words):
+    return {"wer": wer, "safety_wer": sum(errors) / sum(words), "safety_errors": errors, "safety_words": words}
+
+
+def test_one_misheard_word_is_within_noise_but_a_change_on_every_clip_is_over():
+    words = [21] * 8  # the in-loop set's size: one word is ~0.6 points
+    start = [1, 0, 0, 1, 0, 0, 0, 0]
+    selection = Selection(budget=0.5, patience=2, dev_patience=0)
+    selection.consider(0, _safety_row(0.40, start, words), {"step": 0, "wer": 0.40})
+
+    one_word = [1, 1, 0, 1, 0, 0, 0, 0]  # +0.60 points, on one clip
+    chosen, note = selection.consider(100, _safety_row(0.10, one_word, words), {"step": 100, "wer": 0.10})
+    assert chosen and "within noise" in note and selection.streak == 0 and selection.best["step"] == 100
+
+    every_clip = [e + 1 for e in start]  # +4.8 points, on all 8 clips
+    chosen, note = selection.consider(200, _safety_row(0.05, every_clip, words), {"step": 200, "wer": 0.05})
+    assert not chosen and "over budget" in note and selection.streak == 1
+    assert selection.over[-1]["interval"][0] > 0
+
+    restored = Selection(budget=0.5, patience=2, dev_patience=0)
+    restored.restore(json.loads(json.dumps(selection.checkpoint())))
+    assert restored.start_errors == start and restored.start_words == words and restored.streak == 1
