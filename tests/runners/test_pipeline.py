@@ -47,6 +47,18 @@ def test_shipped_pipelines_pass_the_checks(tmp_path):
     for path in sorted(Path(__file__).resolve().parents[2].glob("pipelines/*.toml")):
         assert load_pipeline(path, outputs=str(tmp_path)).stages
     assert check_pipeline(demo_pipeline(tmp_path)) == []
+    assert check_pipeline(demo_pipeline(tmp_path, "seed-002")) == []
+
+
+def test_a_pipeline_built_in_python_may_pass_none_for_an_optional_option(tmp_path):
+    from lora_training.runners.pipeline import Pipeline, Stage, check_pipeline
+
+    def train(**options):
+        return Pipeline(name="p", path="p.toml", outputs=str(tmp_path), stages=[Stage("train", "run-experiment", {
+            "experiment": "e", "train_manifest": "t.jsonl", "eval_manifest": "e.jsonl", **options})])
+
+    assert check_pipeline(train(replay_manifest=None, replay_ratio=0.0)) == []
+    assert any("replay_ratio: expected float" in p for p in check_pipeline(train(replay_ratio=None)))
 
 
 def _tiny_pipeline(tmp_path, tiny_model_dir) -> Path:
