@@ -7,18 +7,23 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from lora_training.config import ExperimentConfig
 from lora_training.runs.metrics_log import read_metrics
 from lora_training.runs.state import read_state
 
 
-def test_two_cpu_processes_agree_on_the_adapter(tmp_path, tiny_model_dir, tiny_manifests):
+# `both`: encoder states are computed outside DDP's forward (each clip alone, as decoding sees it);
+# unsynced encoder gradients would give the two ranks different adapters.
+@pytest.mark.parametrize("sites", ["decoder", "both"])
+def test_two_cpu_processes_agree_on_the_adapter(tmp_path, tiny_model_dir, tiny_manifests, sites):
     train, evals = tiny_manifests
     run_dir = tmp_path / "ddp"
     run_dir.mkdir()
     ExperimentConfig(model_id=str(tiny_model_dir), train_manifest=str(train), eval_manifest=str(evals), max_steps=3,
                      eval_interval=3, log_interval=1, batch_size=2, lora_r=4, lora_alpha=8, num_threads=1,
-                     device="cpu", warmup_steps=0, lr=1e-2).save(run_dir / "config.json")
+                     device="cpu", warmup_steps=0, lr=1e-2, adapter_sites=sites).save(run_dir / "config.json")
     accelerate = str(Path(sys.executable).parent / "accelerate")
     proc = subprocess.run(
         [accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
