@@ -2,12 +2,11 @@
 
     run_evaluation(EvalOptions(...)) -> result dict (schema_version 1, see docs/evaluation.md)
 
-The base model is loaded once and the adapter attached at once (so a mismatch fails before any
-work); the baseline transcribes with the adapter disabled, then the adapter is merged into the
-same weights (no LoRA overhead at inference) and everything runs again.
-Clips that cannot be read or decoded are listed under `failures` and left out of every score,
-for both systems alike, so the comparison stays paired. The result JSON is the source of truth;
-the console table and the markdown report are views of it.
+The base model is loaded once and the adapter attached at once (so a mismatch fails before any work);
+the baseline transcribes with the adapter disabled, then the adapter is merged into the same weights (no
+LoRA overhead at inference) and everything runs again. Clips that cannot be read or decoded are listed
+under `failures` and left out of every score, for both systems alike, so the comparison stays paired.
+The result JSON is the source of truth; the console table and the markdown report are views of it.
 """
 
 from __future__ import annotations
@@ -47,7 +46,7 @@ class EvalOptions:
     bias_vocabulary: str | None = option(None, "keyterm biasing (off without it): favour these written forms while "
                                                "decoding, in both systems; also --vocabulary's default", metavar="FILE")
     bias_boost: float = option(BIAS_BOOST, "keyterm biasing: logit bonus for starting a term; its k-th token "
-                                              "gets B·(1+ln k)", metavar="B")
+                                           "gets B·(1+ln k)", metavar="B")
     safety_manifest: str | None = option(None, "general-domain manifest for the safety WER, or 'builtin' (real "
                                                "English speech from Debian packages); None: no safety set",
                                          flag="--safety-manifest --safety", metavar="PATH|builtin")

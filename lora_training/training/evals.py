@@ -130,8 +130,9 @@ class InLoopEvals:
         self.seen_terms, self.vocabulary, self.batch_size = seen_terms, vocabulary, batch_size
         self.bias = bias  # keyterm biasing (evaluation/biasing.py) on every set, as `evaluate` decodes
 
-    def score(self, model, processor, s: EvalSet) -> dict[str, Any]:
-        """Greedy transcripts of `s`, scored like `evaluate` scores them (without per-clip rows)."""
+    def score(self, model, processor, s: EvalSet, *, per_clip: bool = False) -> dict[str, Any]:
+        """Greedy transcripts of `s`, scored like `evaluate` scores them; with `per_clip`, each clip's
+        word errors and words too (the paired safety comparison in selection.py)."""
         from lora_training.evaluation.metrics import score
         from lora_training.evaluation.transcribe import greedy_transcribe
 
@@ -141,8 +142,9 @@ class InLoopEvals:
         summary = score(s.refs, hyps, terms=s.terms, normalizer=s.normalizer,
                         seen_terms=self.seen_terms if jargon else None, vocabulary=self.vocabulary if jargon else None)
         result = {k: v for k, v in summary.items() if k != "per_utterance"}
-        result["errors"] = [row["errors"] for row in summary["per_utterance"]]
-        result["words"] = [row["words"] for row in summary["per_utterance"]]
+        if per_clip:
+            result["errors"] = [row["errors"] for row in summary["per_utterance"]]
+            result["words"] = [row["words"] for row in summary["per_utterance"]]
         result["eval_seconds"] = round(time.perf_counter() - started, 2)
         result["samples"] = [{"ref": r, "hyp": h} for r, h in list(zip(s.refs, hyps))[:SAMPLES]]
         return result
@@ -150,18 +152,16 @@ class InLoopEvals:
     def dev(self, model, processor, *, with_safety: bool = True) -> dict[str, Any]:
         """The dev row of metrics.jsonl: dev scores, and the safety WER beside them when it is due."""
         result = {"set": self.dev_set.name, **self.score(model, processor, self.dev_set)}
-        del result["errors"], result["words"]
         if self.safety and with_safety:
-            s = self.score(model, processor, self.safety)
+            s = self.score(model, processor, self.safety, per_clip=True)
             # Per-clip errors, so each later score is compared with step 0's clip by clip (selection.py).
             result.update(safety_wer=s["wer"], safety_wer_interval=s["wer_interval"], safety_n=s["n_utterances"],
                           safety_seconds=s["eval_seconds"], safety_errors=s["errors"], safety_words=s["words"])
         return result
 
     def test(self, model, processor) -> dict[str, Any]:
-        result = self.score(model, processor, self.test_set)
-        del result["errors"], result["words"]
-        return {"set": self.test_set.name, "manifest": self.test_set.source, **result}
+        return {"set": self.test_set.name, "manifest": self.test_set.source,
+                **self.score(model, processor, self.test_set)}
 
 
 def brief(step: int, result: dict[str, Any], previous: dict[str, Any] | None = None) -> dict[str, Any]:

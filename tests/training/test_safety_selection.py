@@ -46,13 +46,13 @@ def scripted(monkeypatch):
 
     real, box, tables = InLoopEvals.score, [], {}
 
-    def score(self, model, processor, s):
-        result = real(self, model, processor, s)
+    def score(self, model, processor, s, **kw):
+        result = real(self, model, processor, s, **kw)
         table = tables.get(s.name)
         if not table:
             return result
         wer = table[box[0].step]  # every clip at that rate: a change shows on every clip, beyond noise
-        return {**result, "wer": wer, "errors": [wer * w for w in result["words"]]}
+        return {**result, "wer": wer, **({"errors": [wer * w for w in result["words"]]} if "words" in result else {})}
 
     monkeypatch.setattr(InLoopEvals, "score", score)
 
