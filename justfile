@@ -47,6 +47,14 @@ mix +ARGS:
 record *ARGS:
     @{{python}} main.py record "$@"
 
+# review what dictate heard (p play, Enter accept, e edit, d discard) into data/corrections.jsonl, to train on
+corrections *ARGS:
+    @{{python}} main.py corrections "$@"
+
+# dictate live and read what the model hears: just dictate --adapter-dir outputs/NAME/best_adapter --keep (--model DIR: an export)
+dictate *ARGS:
+    @{{python}} main.py dictate "$@"
+
 # flag bad recordings (silent, quiet, clipped, cut, misread) before training; --drop writes a clean manifest
 verify *ARGS:
     @{{python}} main.py verify "$@"
@@ -78,3 +86,7 @@ test *ARGS:
 # run a pipeline of stages unattended: just pipeline --config pipelines/vocab_expansion.toml [--resume or --overwrite]
 pipeline *ARGS:
     @{{python}} main.py pipeline "$@"
+
+# merge a run's adapter and write the on-device folder: just export NAME [--quantize none]
+export NAME *ARGS:
+    @{{python}} main.py export "$@"

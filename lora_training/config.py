@@ -24,7 +24,7 @@ PRECISIONS = ("fp32", "bf16", "fp16")
 # Every Linear in a Moonshine attention or MLP block; sites decide which layers get them.
 DEFAULT_TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "fc1", "fc2")
 PATH_FIELDS = ("train_manifest", "eval_manifest", "replay_manifest", "vocabulary", "dev_manifest", "safety_manifest",
-               "bias_vocabulary")
+               "bias_vocabulary", "corrections_manifest")
 
 
 @dataclass
@@ -65,6 +65,12 @@ class ExperimentConfig:
                                        "a small replay set repeats)")
     max_synthetic_share: float = option(0.5, "at most this share of each epoch's user rows is synthetic: a fresh "
                                              "sample of the synthetic rows each epoch (1: no cap)", metavar="SHARE")
+    # The user's fixes of the model's own mistakes (`corrections`): real speech, and the rows that
+    # teach the most, so each is heard several times an epoch (training/data_order.py).
+    corrections_manifest: str | None = option(None, "corrections manifest (`just corrections`: dictated clips with "
+                                                    "their fixed text), trained on as real speech beside the "
+                                                    "training rows", flag="--corrections", metavar="MANIFEST")
+    corrections_weight: int = option(2, "times each correction row is heard per epoch", metavar="N")
     augment_views: int = option(0, "augmented copies (speed, tempo, room, noise) made once per real recording; each "
                                    "epoch hears one of its views, each encoded once (0: off)", metavar="K")
     allow_overlap: bool = option(False, "start even when a train or replay row shares its normalised text or its "
@@ -114,6 +120,7 @@ class ExperimentConfig:
         need("lora_dropout", lambda v: 0 <= v < 1, "a number in [0, 1)")
         need("replay_ratio", lambda v: 0 <= v <= 10, "a number in [0, 10]")
         need("max_synthetic_share", lambda v: 0 < v <= 1, "a share in (0, 1], e.g. 0.5 (1: no cap)")
+        need("corrections_weight", lambda v: 1 <= v <= 16, "an integer in [1, 16]")
         need("augment_views", lambda v: 0 <= v <= 16, "an integer in [0, 16] (0: off)")
         need("bias_boost", lambda v: v >= 0, "a logit bonus >= 0")
         need("weight_decay", lambda v: v >= 0, "a number >= 0")

@@ -13,6 +13,9 @@ import traceback
 
 from lora_training.cli.args import Formatter
 from lora_training.cli.commands import Commands, add_data_commands, add_evaluation_commands, add_run_commands
+from lora_training.cli.capture import add_capture_commands
+from lora_training.cli.corrections import add_corrections_commands
+from lora_training.cli.device import add_device_commands
 from lora_training.errors import LoraTrainingError
 
 
@@ -30,6 +33,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     add_data_commands(cmd)
     add_run_commands(cmd)
     add_evaluation_commands(cmd)
+    add_device_commands(cmd)
+    add_capture_commands(cmd)
+    add_corrections_commands(cmd)
     return parser
 
 

@@ -26,7 +26,12 @@ from lora_training.errors import AudioError, LoraTrainingError, ManifestError
 if TYPE_CHECKING:
     from lora_training.config import ExperimentConfig
 
-SOURCES = ("real", "synthetic")
+SOURCES = ("real", "synthetic", "correction")
+# The user's own speech: a `correction` is a dictated clip whose transcript the user fixed (or
+# confirmed) with `corrections`. Whatever weighs, caps or groups data by source counts it as real.
+REAL_SOURCES = ("real", "correction")
+# A correction row's review outcome: the heard text was right, or the user typed the written form.
+REVIEW_STATUSES = ("accepted", "edited")
 # A clip is at most 30 s, and fast speech is ~15 characters a second (~450 per clip), so 2000
 # leaves room for written forms longer than their speech (URLs, code) while catching a pasted
 # document or a shifted column, which would otherwise fail only at training, on label length
@@ -51,6 +56,11 @@ class Utterance:
     spoken: str | None = None
     # Jargon present in `text`, in written form; drives per-term recall in evaluation.
     terms: list[str] | None = None
+    # Correction rows only: what the model transcribed ("" when it heard nothing), whether the user
+    # accepted or edited it, and when (ISO 8601 UTC).
+    heard: str | None = None
+    status: str | None = None
+    reviewed: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None}
@@ -64,6 +74,11 @@ class Utterance:
 
 
 FIELDS = tuple(f.name for f in fields(Utterance))
+
+
+def is_real(source: str | None) -> bool:
+    """Whether a row is the user's own speech; rows without a source are their recordings, as `mix` counts them."""
+    return source is None or source in REAL_SOURCES
 
 
 def _got(value: Any) -> str:
@@ -103,7 +118,7 @@ def field_problems(d: Any) -> list[str]:
     if isinstance(text, str) and len(text) > MAX_TEXT_CHARS:
         problems.append(f"'text' too long, expected at most {MAX_TEXT_CHARS} characters (a 30 s clip holds "
                         f"about 450), got {len(text)} characters starting {_got(text[:40])}")
-    for key in ("id", "speaker", "spoken"):
+    for key in ("id", "speaker", "spoken", "reviewed"):
         if d.get(key) is not None and not _is_nonempty_str(d[key]):
             problems.append(f"invalid {key!r}, expected a non-empty string, got {_got(d[key])}")
     duration = d.get("duration")
@@ -117,6 +132,11 @@ def field_problems(d: Any) -> list[str]:
     source = d.get("source")
     if source is not None and source not in SOURCES:
         problems.append(f"invalid 'source', expected one of {', '.join(SOURCES)}, got {_got(source)}")
+    if d.get("heard") is not None and not isinstance(d["heard"], str):
+        problems.append(f"invalid 'heard', expected a string, got {_got(d['heard'])}")
+    status = d.get("status")
+    if status is not None and status not in REVIEW_STATUSES:
+        problems.append(f"invalid 'status', expected one of {', '.join(REVIEW_STATUSES)}, got {_got(status)}")
     terms = d.get("terms")
     if terms is not None and not (isinstance(terms, list) and all(_is_nonempty_str(t) for t in terms)):
         problems.append(f"invalid 'terms', expected a list of non-empty strings, got {_got(terms)}")
@@ -255,10 +275,11 @@ def manifest_bytes(path: str | os.PathLike, utterances: Iterable[Utterance]) -> 
 
 def load_manifests(cfg: ExperimentConfig) -> dict[str, list[Utterance]]:
     """Every manifest of the config by field name (train_manifest, eval_manifest and, when
-    set, replay_manifest), validated with audio paths checked; all problems in one error."""
+    set, replay_manifest and corrections_manifest), validated with audio paths checked; all
+    problems in one error."""
     problems: list[str] = []
     loaded: dict[str, list[Utterance]] = {}
-    for name in ("train_manifest", "eval_manifest", "replay_manifest"):
+    for name in ("train_manifest", "eval_manifest", "replay_manifest", "corrections_manifest"):
         path = getattr(cfg, name)
         if not path:
             continue

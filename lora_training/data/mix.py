@@ -3,8 +3,10 @@
 A few hundred real clips next to thousands of synthetic ones would teach mostly the TTS voices;
 a target ratio (`real=1,synthetic=3`) keeps as many rows as possible at that proportion by
 sampling down whichever source is in excess, and `upsample_real` repeats the real rows first
-when they should weigh more than their count. Every row keeps its `source`, so evaluation and
-the report can still tell the two apart.
+when they should weigh more than their count. Corrections (`corrections`: dictated clips whose
+transcript the user fixed) are the user's own speech, so the ratio and `upsample_real` count them
+with the real rows. Every row keeps its `source`, so evaluation and the report can still tell
+them apart.
 
 Rows without a `source` take it from `SOURCE=PATH`, else `--default-source`; failing both, rows
 of a manifest with no synthetic row are the user's recordings (every manifest made outside the
@@ -25,11 +27,14 @@ from pathlib import Path
 from typing import Any
 
 from lora_training.atomic import check_outputs
-from lora_training.data.manifest import SOURCES, Utterance, load_manifest, save_outputs, total_seconds
+from lora_training.data.manifest import SOURCES, Utterance, is_real, load_manifest, save_outputs, total_seconds
 from lora_training.data.overlap import (Overlap, describe_overlaps, find_overlaps, overlap_problem,
                                         overlapping_rows, read_rows)
 from lora_training.errors import ConfigError, ManifestError
 from lora_training.options import option
+
+# What a ratio weighs: the user's own speech (real and correction rows together) against synthetic.
+RATIO_GROUPS = ("real", "synthetic")
 
 
 @dataclass(frozen=True)
@@ -92,8 +97,12 @@ def parse_input(spec: str) -> MixInput:
     return MixInput(path=spec, source=None)
 
 
+def _group(source: str) -> str:
+    return "real" if is_real(source) else source
+
+
 def parse_ratio(spec: str) -> dict[str, float]:
-    """`real=1,synthetic=3` → {"real": 1.0, "synthetic": 3.0}."""
+    """`real=1,synthetic=3` → {"real": 1.0, "synthetic": 3.0}; correction rows count as real."""
     ratio: dict[str, float] = {}
     for part in spec.split(","):
         source, sep, value = part.strip().partition("=")
@@ -101,10 +110,11 @@ def parse_ratio(spec: str) -> dict[str, float]:
             weight = float(value)
         except ValueError:
             weight = math.nan
-        if not sep or source not in SOURCES or not math.isfinite(weight) or weight < 0:
+        if not sep or source not in RATIO_GROUPS or not math.isfinite(weight) or weight < 0:
             raise ConfigError(
                 f"ratio: invalid part {part.strip()!r}, expected SOURCE=WEIGHT with SOURCE one of "
-                f"{', '.join(SOURCES)} and WEIGHT >= 0 (e.g. real=1,synthetic=3), got {spec!r}"
+                f"{', '.join(RATIO_GROUPS)} (correction rows count as real) and WEIGHT >= 0 "
+                f"(e.g. real=1,synthetic=3), got {spec!r}"
             )
         ratio[source] = weight
     return ratio
@@ -112,12 +122,12 @@ def parse_ratio(spec: str) -> dict[str, float]:
 
 @dataclass
 class MixOptions:
-    inputs: list[str] = option([], "manifests to mix; SOURCE=PATH (real=... or synthetic=...) names the source of "
-                                   "rows without one", positional=True, nargs="+", metavar="MANIFEST")
+    inputs: list[str] = option([], "manifests to mix; SOURCE=PATH (real=..., synthetic=... or correction=...) names "
+                                   "the source of rows without one", positional=True, nargs="+", metavar="MANIFEST")
     output: str = option("data/mixed_train.jsonl", "mixed manifest to write")
     ratio: str | dict | None = option(None, "rows per source in proportion, e.g. real=1,synthetic=3 (the source in "
                                             "excess is sampled down); None: every row once", metavar="SOURCE=W,...")
-    upsample_real: int = option(1, "repeat real rows N times before the ratio", metavar="N")
+    upsample_real: int = option(1, "repeat real (and correction) rows N times before the ratio", metavar="N")
     default_source: str | None = option(None, "source of rows that have none and whose manifest was not named "
                                               "SOURCE=PATH", choices=SOURCES)
     seed: int = option(0, "random seed of sampling and shuffle")
@@ -148,11 +158,11 @@ def mix_manifests(options: MixOptions) -> MixSummary:
                                        **{f"exclude[{i}]": path for i, path in enumerate(options.exclude)}})
     notes: list[str] = []
     loaded = _load_all(specs, default_source, notes)
-    pools: dict[str, list[Utterance]] = {}
+    pools: dict[str, list[Utterance]] = {}  # by ratio group
     for rows in loaded:
         for utt in rows:
-            pools.setdefault(utt.source, []).append(utt)
-    available = {s: len(rows) * (upsample_real if s == "real" else 1) for s, rows in pools.items()}
+            pools.setdefault(_group(utt.source), []).append(utt)
+    available = {g: len(rows) * (upsample_real if g == "real" else 1) for g, rows in pools.items()}
     targets = _targets(available, ratio) if ratio is not None else available
 
     rng = random.Random(seed)
@@ -169,14 +179,14 @@ def mix_manifests(options: MixOptions) -> MixSummary:
     notes += [f"replaced (--overwrite): {path}" for path in save_outputs({output: mixed}, overwrite=options.overwrite)]
 
     summaries = []
-    for source, rows in pools.items():
+    for source in dict.fromkeys(u.source for rows in pools.values() for u in rows):
         chosen = [u for u in mixed if u.source == source]
         from_inputs = [spec.path for spec, rows_in in zip(specs, loaded, strict=True)
                        if any(u.source == source for u in rows_in)]
         summaries.append(SourceSummary(
             source=source,
             manifests=from_inputs,
-            available=len(rows),
+            available=sum(u.source == source for rows in loaded for u in rows),
             selected=len(chosen),
             distinct=len({u.audio for u in chosen}),
             hours=total_seconds(chosen) / 3600,

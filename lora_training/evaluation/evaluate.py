@@ -16,6 +16,7 @@ import dataclasses
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 from lora_training.config import adapter_kind
@@ -25,8 +26,9 @@ from lora_training.errors import ConfigError, LoraTrainingError
 from lora_training.evaluation.biasing import keyterm_bias
 from lora_training.evaluation.inputs import (BUILTIN, Clip, audio_clips, check_output, failure_record, load_clip_audio,
                                              manifest_clips, safety_clips)
+from lora_training.export.runtimes import RUNTIMES
 from lora_training.options import option
-from lora_training.runs.results import SCHEMA_VERSION, SYSTEMS, write_results
+from lora_training.runs.results import SCHEMA_VERSION, SYSTEMS, deltas, write_results
 
 
 @dataclass
@@ -35,6 +37,10 @@ class EvalOptions:
                                         f"else {default_model('transcribe')})")
     adapter_dir: str | None = option(None, "adapter folder to evaluate against the base model (merged for inference)",
                                      metavar="DIR")
+    export_dir: str | None = option(None, "exported folder (just export NAME) to evaluate against its base model, "
+                                          "decoded by --runtime (instead of --adapter-dir)", metavar="DIR")
+    runtime: str = option("torch", "what decodes --export-dir: an on-device runtime, or torch on its merged "
+                                   "transformers folder", choices=("torch", *RUNTIMES))
     manifest: str | None = option(None, "manifest (JSONL) to transcribe and score (or --audio)", metavar="PATH")
     audio: list[str] = option([], "audio file(s) or folder(s) to transcribe without references (or --manifest)",
                               nargs="+", metavar="PATH")
@@ -64,8 +70,11 @@ class EvalOptions:
         if bool(self.manifest) == bool(self.audio):
             problems.append(f"input: expected exactly one of --manifest or --audio, got "
                             f"{'both' if self.manifest else 'neither'}")
-        if not self.baseline and not self.adapter_dir:
-            problems.append("baseline: --no-baseline leaves nothing to transcribe without --adapter-dir")
+        if not self.baseline and not (self.adapter_dir or self.export_dir):
+            problems.append("baseline: --no-baseline leaves nothing to transcribe without --adapter-dir/--export-dir")
+        if self.export_dir and (self.adapter_dir or (self.bias_vocabulary and self.runtime != "torch")):
+            problems.append("export_dir: expected no --adapter-dir (the export holds it) and, in an on-device "
+                            "runtime, no --bias-vocabulary (the runtimes have no decoding hook)")
         if not 0 <= self.bias_boost < float("inf"):
             problems.append(f"bias_boost: expected a finite logit bonus >= 0, got {self.bias_boost!r}")
         if not self.safety_budget >= 0:
@@ -94,18 +103,23 @@ class _Evaluator:
         self.progress = progress
         self.failures: list[dict[str, Any]] = []
         self.timing: dict[str, Any] = {}
+        self.runtime = None  # an export in an on-device runtime decodes the adapter system
 
     def transcribe(self, system: str, set_name: str, clips: list[Clip], audio: dict) -> dict[str, dict]:
         """{clip id: {"hyp", "chunks"}} for the clips that decoded; the others become failures."""
         from lora_training.data.audio import SAMPLE_RATE
-        from lora_training.evaluation.transcribe import transcribe_clips
+        from lora_training.evaluation.transcribe import transcribe_clips, transcribe_with_runtime
 
         todo = [c for c in clips if c.id in audio]
         label = f"{set_name} · {system}" if self.progress else None
         start = time.perf_counter()
-        results = transcribe_clips(self.model, self.processor, [audio[c.id] for c in todo],
-                                   batch_size=self.options.batch_size,
-                                   max_chunk_seconds=self.options.max_chunk_seconds, progress=label, bias=self.bias)
+        if system == "adapter" and self.runtime is not None:
+            results = transcribe_with_runtime(self.runtime, [audio[c.id] for c in todo],
+                                              max_chunk_seconds=self.options.max_chunk_seconds, progress=label)
+        else:
+            results = transcribe_clips(self.model, self.processor, [audio[c.id] for c in todo],
+                                       batch_size=self.options.batch_size,
+                                       max_chunk_seconds=self.options.max_chunk_seconds, progress=label, bias=self.bias)
         seconds = time.perf_counter() - start
         audio_seconds = sum(len(audio[c.id]) for c in todo) / SAMPLE_RATE
         self.timing[system if set_name == "eval" else f"{set_name}_{system}"] = {
@@ -136,7 +150,7 @@ def run_evaluation(options: EvalOptions, *, progress: bool = False) -> dict[str,
                                       "bias_vocabulary": options.bias_vocabulary,
                                       "safety_manifest": safety_path,
                                       **{f"audio {i}": a for i, a in enumerate(options.audio, start=1)}})
-    sidecar = _sidecar(options.adapter_dir)
+    sidecar = _sidecar(options.adapter_dir) or _export_provenance(options.export_dir)
     model_id = options.model_id or (sidecar or {}).get("base_model") or default_model("transcribe")
     clips = manifest_clips(options.manifest) if options.manifest else audio_clips(options.audio)
     bias_terms = _vocabulary(options.bias_vocabulary)
@@ -167,8 +181,11 @@ def run_evaluation(options: EvalOptions, *, progress: bool = False) -> dict[str,
         if safety:
             # The safety gate is a delta, so the baseline runs on it even with --no-baseline.
             safety_hyps["baseline"] = ev.transcribe("baseline", "safety", safety["clips"], safety["audio"])
+    if options.export_dir:
+        ev.runtime, ev.model = _open_export(options, ev.model, ev.timing)
     if options.adapter_dir:
         ev.model = _merge(ev.model, ev.timing)
+    if options.adapter_dir or options.export_dir:
         systems["adapter"] = ev.transcribe("adapter", "eval", clips, audio)
         if safety:
             safety_hyps["adapter"] = ev.transcribe("adapter", "safety", safety["clips"], safety["audio"])
@@ -176,7 +193,7 @@ def run_evaluation(options: EvalOptions, *, progress: bool = False) -> dict[str,
     result = {
         "schema_version": SCHEMA_VERSION,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "model": _model_block(model_id, options.adapter_dir, sidecar),
+        "model": _model_block(model_id, options, sidecar),
         "inputs": {
             "manifest": options.manifest, "audio": list(options.audio),
             "vocabulary": options.vocabulary or options.bias_vocabulary,
@@ -205,6 +222,35 @@ def _sidecar(adapter_dir: str | None) -> dict[str, Any] | None:
     from lora_training.models.adapters import read_sidecar
 
     return read_sidecar(adapter_dir)
+
+
+def _export_provenance(export_dir: str | None) -> dict[str, Any] | None:
+    """An export's provenance: its base model, and its adapter's sidecar (terms seen in training)."""
+    if not export_dir:
+        return None
+    import json
+
+    from lora_training.export.runtimes import PROVENANCE, check_export_dir
+
+    provenance = json.loads((check_export_dir(export_dir) / PROVENANCE).read_text(encoding="utf-8"))
+    return {**(provenance.get("adapter") or {}), "base_model": provenance.get("base_model"), "export": provenance}
+
+
+def _open_export(options: EvalOptions, model, timing: dict[str, Any]):
+    """(runtime, model) for the adapter system: the export in a runtime, or its merged folder in torch."""
+    from lora_training.export.export import TRANSFORMERS_DIR
+    from lora_training.export.runtimes import open_export
+
+    start = time.perf_counter()
+    if options.runtime == "torch":
+        from lora_training.models.registry import resolve_model
+
+        model = resolve_model(str(Path(options.export_dir) / TRANSFORMERS_DIR))[0]
+        runtime = None
+    else:
+        runtime = open_export(options.export_dir, options.runtime, threads=options.num_threads or 1)
+    timing["export_load_seconds"] = round(time.perf_counter() - start, 3)
+    return runtime, model
 
 
 def _vocabulary(path: str | None) -> list[str] | None:
@@ -244,10 +290,13 @@ def _merge(peft_model, timing: dict[str, Any]):
     return merged.eval()
 
 
-def _model_block(model_id: str, adapter_dir: str | None, sidecar: dict | None) -> dict[str, Any]:
+def _model_block(model_id: str, options: EvalOptions, sidecar: dict | None) -> dict[str, Any]:
     from lora_training.models.registry import describe_reference
 
-    block = {"model_id": model_id, "resolved": describe_reference(model_id), "adapter_dir": adapter_dir}
+    block = {"model_id": model_id, "resolved": describe_reference(model_id), "adapter_dir": options.adapter_dir}
+    if options.export_dir:
+        block["export"] = {"dir": options.export_dir, "runtime": options.runtime,
+                           "weights": sidecar["export"].get("quantization", {}).get("weights")}
     if sidecar:
         config = sidecar.get("config") or {}
         block["adapter"] = {
@@ -260,60 +309,6 @@ def _model_block(model_id: str, adapter_dir: str | None, sidecar: dict | None) -
 
 
 # --- scoring ----------------------------------------------------------------------------
-
-_DELTA_PATHS = {
-    "wer": ("wer",),
-    "cer": ("cer",),
-    "exact_wer": ("exact_wer",),
-    "term_recall": ("term_recall", "overall", "recall"),
-    "term_recall_seen": ("term_recall", "seen", "recall"),
-    "term_recall_unseen": ("term_recall", "unseen", "recall"),
-    "symbol_accuracy": ("symbol_accuracy", "accuracy"),
-    "false_alarms": ("term_recall", "false_alarms", "total"),
-    "n_looping": ("n_looping",),
-}
-
-
-# Where a score summary keeps a headline metric's 95% interval (metrics.score).
-_INTERVAL_PATHS = {"wer": ("wer_interval",), "cer": ("cer_interval",),
-                   "term_recall": ("term_recall", "overall", "interval")}
-
-
-def interval(summary: dict | None, name: str) -> list[float] | None:
-    """A headline metric's 95% interval, None when it has none."""
-    value: Any = summary
-    for key in _INTERVAL_PATHS.get(name, ("-",)):
-        value = value.get(key) if isinstance(value, dict) else None
-    return value
-
-
-def term_counts(summary: dict | None, name: str) -> str | None:
-    """"hits/total" behind a term-recall metric (term_recall, _seen, _unseen); None for other metrics."""
-    part = {"term_recall": "overall", "term_recall_seen": "seen", "term_recall_unseen": "unseen"}.get(name)
-    block = ((summary or {}).get("term_recall") or {}).get(part) if part else None
-    return f"{block.get('hits', 0)}/{block.get('total', 0)}" if block else None
-
-
-def metric(summary: dict | None, name: str):
-    """A headline number of a score summary by short name (see _DELTA_PATHS); None when absent."""
-    value: Any = summary
-    for key in _DELTA_PATHS[name]:
-        if not isinstance(value, dict):
-            return None
-        value = value.get(key)
-    return value
-
-
-def deltas(baseline: dict | None, adapter: dict | None) -> dict[str, float | None] | None:
-    """adapter - baseline for each headline metric; None where either side has no value."""
-    if baseline is None or adapter is None:
-        return None
-    out = {}
-    for name in _DELTA_PATHS:
-        a, b = metric(adapter, name), metric(baseline, name)
-        out[name] = None if a is None or b is None else round(a - b, 6)
-    return out
-
 
 def _failed_ids(failures: list[dict], set_name: str) -> set[str]:
     return {f["id"] for f in failures if f["set"] == set_name}
@@ -331,7 +326,7 @@ def _score_main(clips: list[Clip], systems: dict[str, dict[str, dict]], failures
     for clip in ok:
         any_system = next(iter(systems.values()))[clip.id]
         rows.append({"id": clip.id, "audio": clip.audio, "ref": clip.ref, "terms": clip.terms,
-                     "chunks": any_system["chunks"]})
+                     "source": clip.source, "chunks": any_system["chunks"]})
     summary: dict[str, Any] = {name: None for name in SYSTEMS}
     scored = bool(ok) and all(c.ref is not None for c in ok)
     terms = None if all(c.terms is None for c in ok) else [c.terms or [] for c in ok]

@@ -28,13 +28,14 @@ class Clip:
     audio: str
     ref: str | None = None
     terms: list[str] | None = None
+    source: str | None = None  # the manifest row's, so scores can be broken down by source
 
 
 def manifest_clips(path: str | os.PathLike) -> list[Clip]:
     """Clips of a manifest; missing audio becomes a per-clip failure later, not an error here."""
     from lora_training.data.manifest import load_manifest
 
-    return [Clip(u.id, u.audio, u.text, u.terms) for u in load_manifest(path, check_audio=False)]
+    return [Clip(u.id, u.audio, u.text, u.terms, u.source) for u in load_manifest(path, check_audio=False)]
 
 
 def audio_clips(paths: list[str]) -> list[Clip]:

@@ -206,3 +206,23 @@ def greedy_transcribe(model, processor, audios: list[np.ndarray], *, batch_size:
         if result.error:
             raise RuntimeError(f"clip {i}: transcription failed: {result.error}")
     return [r.text for r in results]
+
+
+def transcribe_with_runtime(runtime, audios: list[np.ndarray], *, max_chunk_seconds: float = MAX_CHUNK_SECONDS,
+                            progress: str | None = None) -> list[ClipResult]:
+    """ClipResults from an exported model in an on-device runtime (export/runtimes.py), one clip at a
+    time as the device decodes; long clips are cut at the same quiet points as `transcribe_clips`."""
+    bar = _progress_bar(progress, sum(len(a) for a in audios))
+    results = []
+    try:
+        for audio in audios:
+            spans = quiet_split(audio, max_chunk_seconds)
+            try:
+                parts = [runtime.transcribe(audio[start:end]) for start, end in spans]
+                results.append(ClipResult(text=" ".join(p for p in parts if p), chunks=len(spans)))
+            except Exception as e:
+                results.append(ClipResult(text=None, error=f"{type(e).__name__}: {e}", chunks=len(spans)))
+            bar.update(len(audio))
+    finally:
+        bar.close()
+    return results

@@ -45,12 +45,17 @@ def ort_greedy_decode(
 
     `audio` is float32 mono at 16 kHz; `max_new_tokens` defaults to `max_new_tokens_for` its length.
     """
+    return session_greedy_decode(*_sessions(name), audio, max_new_tokens)
+
+
+def session_greedy_decode(encoder, decoder, audio: np.ndarray, max_new_tokens: int | None = None) -> list[int]:
+    """Greedy decoding over any encoder + merged-decoder session pair with the runtimes' interface
+    (the shipped graphs, or an export of ours)."""
     audio = np.asarray(audio, dtype=np.float32)
     if audio.ndim != 1 or audio.size == 0:
         raise ModelError(f"ort_greedy_decode: audio must be one clip, expected a non-empty 1-D array, got shape {audio.shape}")
     if max_new_tokens is None:
         max_new_tokens = max_new_tokens_for(audio.size / SAMPLE_RATE)
-    encoder, decoder = _sessions(name)
     hidden = encoder.run(None, {"input_values": audio[None, :]})[0]
 
     # The merged decoder has two branches: without cache it computes every key/value (the

@@ -22,7 +22,7 @@ class CompareOptions:
 
 def run_row(run: RunFiles) -> dict[str, Any]:
     """One run's headline numbers for `compare`: from eval_results.json where present, else the trainer."""
-    from lora_training.evaluation.evaluate import interval, metric
+    from lora_training.runs.results import interval, metric
 
     c, s = run.config, run.state
     best, baseline = run.test("best") or run.best_eval, run.test("baseline") or run.baseline_eval

@@ -58,7 +58,7 @@ def _systems(result: dict[str, Any]) -> list[str]:
 
 def summary_table(result: dict[str, Any]) -> Table:
     """Metrics per system with the adapter's change; safety WER and speed at the bottom."""
-    from lora_training.evaluation.evaluate import interval, metric, term_counts
+    from lora_training.runs.results import interval, metric, term_counts
 
     systems = _systems(result)
     summary = result["summary"]
@@ -99,6 +99,24 @@ def summary_table(result: dict[str, Any]) -> Table:
     timing = result["timing"]
     table.add_row("real-time factor", *[_value((timing.get(s) or {}).get("rtf"), False) for s in systems],
                   *([Text("")] if both else []))
+    return table
+
+
+def source_table(result: dict[str, Any]) -> Table | None:
+    """WER per source of the eval clips (real, correction, synthetic...), when there is more than one."""
+    from lora_training.reporting.sources import wer_by_source
+
+    groups = wer_by_source(result)
+    if not groups:
+        return None
+    systems = [s for s in ("baseline", "adapter") if s in groups[0]]
+    table = Table(title="WER by source", title_justify="left", show_edge=False, pad_edge=False)
+    for column in ("source", "clips", "words", *systems, *(["change"] if "delta" in groups[0] else [])):
+        table.add_column(column, justify="left" if column == "source" else "right")
+    for g in groups:
+        cells = [percent(g[s]["wer"]) + interval_text(g[s]["wer_interval"]) for s in systems]
+        change = [_delta(g["delta"], True, True, g["delta_interval"])] if "delta" in g else []
+        table.add_row(Text(g["source"]), str(g["n_utterances"]), str(g["n_words"]), *cells, *change)
     return table
 
 
@@ -237,6 +255,8 @@ def results_view(result: dict[str, Any], *, show: int = 5) -> Group:
     parts: list[Any] = []
     if result["inputs"]["has_references"]:
         parts.append(summary_table(result))
+        if (by_source := source_table(result)) is not None:
+            parts += [Text(""), by_source]
         samples = samples_view(result, show)
         if samples is not None:
             parts.append(samples)
@@ -308,3 +328,19 @@ def compare_table(rows: list[dict[str, Any]]) -> Table:
         table.add_row(Text(r["name"]), r["adapter"], steps, hms(r["train_seconds"]), percent(r["baseline_wer"]), wer,
                       change, recall, safety)
     return table
+
+
+def export_summary(result: dict) -> str:
+    """What `export` wrote, how large, and whether the graphs transcribe as the PyTorch model does."""
+    adapter = result.get("adapter") or {}
+    lines = [f"exported {result['run']} ({'base model only' if not adapter else 'adapter step ' + str(adapter.get('step'))}"
+             f" on {result['base_model']}) -> {result['out']}",
+             f"weights: {result['quantization']['weights']}"]
+    lines += [f"  {name:28} {info['bytes'] / 1e6:8.1f} MB" for name, info in result["files"].items()]
+    check = result.get("verification")
+    if check:
+        lines.append(f"verified: {check['identical']}/{check['clips']} eval clips transcribed identically by the "
+                     "exported graphs (onnxruntime) and the merged PyTorch model")
+        lines += [f"  {d['id']}: torch {d['torch']!r} / export {d['export']!r}" for d in check["differing"][:3]]
+    lines.append(f"dictate with it: just dictate --model {result['out']}")
+    return "\n".join(lines)

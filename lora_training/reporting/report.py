@@ -27,6 +27,7 @@ from lora_training.formatting import hms, interval_text, percent
 from lora_training.options import option
 from lora_training.reporting.plots import plot_curves
 from lora_training.reporting.selection import selection_conclusions, selection_lines
+from lora_training.reporting.sources import training_by_source, wer_by_source
 from lora_training.reporting.terms import recall_by_source
 from lora_training.runs import RunDir, RunRef
 
@@ -145,8 +146,14 @@ def _manifest_row(label: str, path: str | None) -> list[str] | None:
 def _data(run: RunFiles) -> str:
     c = run.config
     rows = [r for r in (_manifest_row("train", c["train_manifest"]), _manifest_row("eval", c["eval_manifest"]),
-                        _manifest_row("dev", c["dev_manifest"]), _manifest_row("replay", _replay_path(c))) if r]
+                        _manifest_row("dev", c["dev_manifest"]), _manifest_row("replay", _replay_path(c)),
+                        _manifest_row("corrections", c.get("corrections_manifest"))) if r]
     text = _table(["set", "manifest", "utterances", "hours", "sources", "distinct terms"], rows)
+    if trained := training_by_source(c, _replay_path(c)):
+        carved = "" if c["dev_manifest"] else "; the dev set was carved out of the train manifest's rows"
+        text += "\n\nTraining rows by source: " + ", ".join(
+            f"{k} {n}" + (f" (each heard {c['corrections_weight']} times per epoch)" if k == "correction" else "")
+            for k, n in sorted(trained.items())) + carved + "."
     if overlap := run.state.get("overlap"):  # run-experiment's check of training against held-out rows
         text += ("\n\n" + "; ".join(f"train/{kind} overlap: {n} rows" for kind, n in overlap.items())
                  + " (same normalised text or same audio, checked before training).")
@@ -206,7 +213,7 @@ def _summaries(run: RunFiles) -> tuple[dict | None, dict | None, str]:
 
 
 def _results(run: RunFiles) -> str:
-    from lora_training.evaluation.evaluate import deltas, interval, metric, term_counts
+    from lora_training.runs.results import deltas, interval, metric, term_counts
     from lora_training.evaluation.intervals import within_noise
 
     baseline, adapter, source = _summaries(run)
@@ -237,6 +244,13 @@ def _results(run: RunFiles) -> str:
         note = (f"\n\n[..]: 95% interval, bootstrap over {counted['n_utterances']} utterances "
                 f"({counted['n_words']} words); the change's interval is a paired bootstrap, and a change whose "
                 f"interval holds 0 is within noise.")
+    if by_wer := wer_by_source(run.eval_results):
+        note += "\n\nWER by source of the eval clips:\n\n" + _table(
+            ["source", "clips", "words", "baseline", "adapter", "change"],
+            [[_md(g["source"]), str(g["n_utterances"]), str(g["n_words"]),
+              *(_pct((g.get(s) or {}).get("wer")) + interval_text((g.get(s) or {}).get("wer_interval"))
+                for s in ("baseline", "adapter")),
+              _pts(g.get("delta")) + interval_text(g.get("delta_interval"), signed=True)] for g in by_wer])
     by_source = recall_by_source(run.eval_results)
     if by_source:
         note += ("\n\nTerm recall by where the adapter heard each term (eval-set occurrences):\n\n"
@@ -301,7 +315,7 @@ def _safety(run: RunFiles) -> str:
 
 def conclusions(run: RunFiles) -> list[str]:
     """Plain sentences read off the numbers: what changed, what did not, what to do next."""
-    from lora_training.evaluation.evaluate import metric
+    from lora_training.runs.results import metric
 
     baseline, adapter, _ = _summaries(run)
     if baseline is None or adapter is None:

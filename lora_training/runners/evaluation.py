@@ -17,7 +17,7 @@ from lora_training.options import option
 from lora_training.runs import DEFAULT_OUTPUTS, RunDir, RunRef
 
 # Options of `transcribe` that `evaluate NAME` takes from the run (config.json, its adapter, its folder) instead.
-FROM_RUN = ("model_id", "adapter_dir", "manifest", "audio", "output", "baseline", "vocabulary", "safety_manifest",
+FROM_RUN = ("model_id", "adapter_dir", "export_dir", "manifest", "audio", "output", "baseline", "vocabulary", "safety_manifest",
             "max_chunk_seconds")
 
 
@@ -42,9 +42,12 @@ def evaluate_run(name: str, *, outputs: str | Path = DEFAULT_OUTPUTS, safety: st
     check_overrides(overrides, f"evaluate {name}")
     run = RunDir.named(name, outputs)
     cfg = run.load_config()
-    options = EvalOptions(model_id=cfg.model_id, adapter_dir=str(run.preferred_adapter()), manifest=cfg.eval_manifest,
-                          vocabulary=cfg.vocabulary, safety_manifest=safety, output=str(run.eval_results),
-                          **{"num_threads": cfg.num_threads, **overrides})
+    # `--runtime X` scores the run's export (just export NAME) in that runtime, beside the export.
+    runtime = overrides.get("runtime", "torch")
+    system = ({"adapter_dir": str(run.preferred_adapter()), "output": str(run.eval_results)} if runtime == "torch"
+              else {"export_dir": str(run.export), "output": str(run.export / f"eval_results_{runtime}.json")})
+    options = EvalOptions(model_id=cfg.model_id, manifest=cfg.eval_manifest, vocabulary=cfg.vocabulary,
+                          safety_manifest=safety, **system, **{"num_threads": cfg.num_threads, **overrides})
     return run_evaluation(options, progress=progress)
 
 

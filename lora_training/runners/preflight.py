@@ -12,13 +12,14 @@ import os
 from lora_training.config import ExperimentConfig
 from lora_training.errors import AudioError, LoraTrainingError, ManifestError, ModelError
 
-MANIFEST_FIELDS = ("train_manifest", "eval_manifest", "replay_manifest", "dev_manifest", "safety_manifest")
+MANIFEST_FIELDS = ("train_manifest", "eval_manifest", "replay_manifest", "dev_manifest", "safety_manifest",
+                   "corrections_manifest")
 # A set that decides or judges must not be one that plays another part (`field`, `must not be`, `why`).
 SEPARATE = (("dev_manifest", "eval_manifest", "choices read the dev set, the verdict reads the eval set"),
             ("safety_manifest", "replay_manifest", "a safety score on clips the adapter trains on hides the damage"))
 # Training rows are checked against each held-out set: one sentence or clip on both sides turns
 # its score into a memory test (data/overlap.py says what "the same" means).
-TRAINING_FIELDS = ("train_manifest", "replay_manifest")
+TRAINING_FIELDS = ("train_manifest", "replay_manifest", "corrections_manifest")
 HELD_OUT_FIELDS = {"eval": "eval_manifest", "dev": "dev_manifest"}
 
 
@@ -105,7 +106,7 @@ def preflight(cfg: ExperimentConfig, name: str) -> dict[str, int]:
 
 
 def held_out_overlap(cfg: ExperimentConfig) -> tuple[dict[str, int], list[str]]:
-    """Train and replay rows sharing normalised text or audio with each held-out manifest (eval, and
+    """Train, replay and correction rows sharing normalised text or audio with each held-out manifest (eval, and
     dev when the config has one), counted per set, and the refusals unless `allow_overlap`.
 
     Manifests or clips that do not load are skipped here: the manifest check above names them, and

@@ -93,6 +93,11 @@ class RunDir:
         return self.path / "best_adapter"
 
     @property
+    def export(self) -> Path:
+        """`export NAME`'s on-device folder (export/export.py)."""
+        return self.path / "export"
+
+    @property
     def eval_results(self) -> Path:
         """`evaluate NAME`'s result JSON (schema in `runs.results`)."""
         return self.path / "eval_results.json"

@@ -1,18 +1,46 @@
-"""Which examples each micro-batch holds, and the learning rate at each step: pure functions of
-(seed, epoch, index) and of the step, so a run resumed from a checkpoint at step S sees exactly the
-batches and rates the uninterrupted run saw after step S."""
+"""Which rows an epoch holds (corrections upsampled, synthetic capped, replay mixed in), which examples
+each micro-batch holds, and the learning rate at each step: pure functions of (seed, epoch, index) and
+of the step, so a run resumed from a checkpoint at step S sees exactly the batches and rates the
+uninterrupted run saw after step S."""
 
 from __future__ import annotations
 
+import logging
 import math
 import random
+from dataclasses import replace
 
+from lora_training.data.manifest import Utterance
+from lora_training.data.split import sentence_key
 from lora_training.errors import LoraTrainingError
 from lora_training.training.collate import Example, bucketed_batches
 
+log = logging.getLogger("lora_training.train")
+
+
+def with_corrections(cfg, train: list[Utterance], dev: list[Utterance], corrections: list[Utterance]) -> list[Utterance]:
+    """The rows to train on, plus each correction row `cfg.corrections_weight` times: corrections are
+    the user's real speech (never capped as synthetic) and their fixes of the model's own mistakes,
+    the rows that teach the most, so each is heard that many times an epoch.
+
+    A correction sharing a sentence or a clip with a carved dev set is set aside, as the carve sets
+    aside a synthetic row (against a given dev manifest, run-experiment's overlap check refuses it).
+    """
+    if not corrections:
+        return train
+    kept = corrections
+    if not cfg.dev_manifest:
+        texts, clips = {sentence_key(u.text) for u in dev}, {u.audio for u in dev}
+        kept = [u for u in corrections if sentence_key(u.text) not in texts and u.audio not in clips]
+    aside = len(corrections) - len(kept)
+    log.info("corrections: %d row(s) of %s, each heard %d times per epoch%s", len(kept), cfg.corrections_manifest,
+             cfg.corrections_weight, f"; {aside} sharing a dev sentence or clip set aside" if aside else "")
+    return train + [replace(u, source=u.source or "correction") for u in kept] * cfg.corrections_weight
+
 
 class DataOrder:
-    """An epoch holds every real row (each as one of its augmented views), at most
+    """An epoch holds every real row (each as one of its augmented views; correction rows are real,
+    each in `train` `corrections_weight` times by `with_corrections`), at most
     `max_synthetic_share` of synthetic rows (a fresh sample each epoch, so all are heard across
     epochs), and `replay_ratio` replay rows per row of those (a small replay set repeats)."""
 

@@ -34,7 +34,7 @@ from lora_training.errors import LoraTrainingError, TrainingDiverged
 from lora_training.models.moonshine_ops import clip_encoder_states, decoder_loss, encoder_outputs, padded_encoder_outputs
 from lora_training.training.checkpoints import CheckpointManager, restore, seed_everything, state_digest
 from lora_training.training.collate import Example, build_examples, check_label_lengths, pad_labels
-from lora_training.training.data_order import DataOrder, lr_factor
+from lora_training.training.data_order import DataOrder, lr_factor, with_corrections
 from lora_training.training.dev_split import CARVED, dev_and_train, dev_digest
 from lora_training.training.evals import (EvalSet, InLoopEvals, adapter_weights, brief, describe, eval_bias,
                                           safety_set, seen_terms, terms_by_source)
@@ -74,6 +74,7 @@ class Trainer:
         self.eval_utts = loaded["eval_manifest"]
         self.replay_utts = loaded.get("replay_manifest", [])
         self.train_utts, self.dev_utts = dev_and_train(cfg, loaded["train_manifest"])
+        self.train_utts = with_corrections(cfg, self.train_utts, self.dev_utts, loaded.get("corrections_manifest", []))
         self.dev_id = dev_digest(self.dev_utts)
         self.vocabulary = None
         if cfg.vocabulary:
@@ -269,7 +270,8 @@ class Trainer:
         from lora_training.models.adapters import save_adapter
 
         cfg = self.cfg
-        paths = {"train_manifest": cfg.train_manifest, "replay_manifest": self.replay_path, "dev_manifest": cfg.dev_manifest}
+        paths = {"train_manifest": cfg.train_manifest, "replay_manifest": self.replay_path, "dev_manifest": cfg.dev_manifest,
+                 "corrections_manifest": cfg.corrections_manifest}
         manifests = {name: {"path": path, "sha256": manifest_hash(path)} for name, path in paths.items() if path}
         best = folder == self.folder.best_adapter
         selection = {"chosen_on": "dev", "dev_set": cfg.dev_manifest or CARVED, "dev_utterances": len(self.dev_utts),

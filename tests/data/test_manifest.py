@@ -44,7 +44,7 @@ def test_to_dict_omits_none_and_from_dict_round_trips():
         ({"audio": "a.wav", "text": "hi", "transcript": "hi"}, "unknown field 'transcript', expected one of audio, text"),
         ({"audio": "a.wav", "text": "hi", "duration": -1}, "invalid 'duration', expected a number of seconds > 0, got -1"),
         ({"audio": "a.wav", "text": "hi", "duration": "2"}, "invalid 'duration'"),
-        ({"audio": "a.wav", "text": "hi", "source": "tts"}, "expected one of real, synthetic, got \"tts\""),
+        ({"audio": "a.wav", "text": "hi", "source": "tts"}, "expected one of real, synthetic, correction, got \"tts\""),
         ({"audio": "a.wav", "text": "hi", "terms": ["ok", ""]}, "invalid 'terms', expected a list of non-empty strings"),
         ({"audio": "a.wav", "text": "hi", "terms": "k8s"}, "invalid 'terms'"),
         ({"audio": 3, "text": "hi"}, "empty or invalid 'audio', expected a non-empty string, got 3"),
