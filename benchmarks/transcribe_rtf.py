@@ -12,7 +12,8 @@ RTF = wall seconds / audio seconds (lower is faster). Each method runs `--repeat
 interleaved, and its best run is kept, because other processes on a shared machine only ever
 make a run slower. `cpu_rtf` (process CPU seconds / audio seconds, all threads) is printed too:
 on a busy machine it moves far less than wall time. The clips are ~22 espeak-ng sentences of 3-5 s (spoken at varied speeds).
-`--check-int8` also times int8 dynamic quantisation and counts transcripts that changed.
+`--check-int8` also times int8 dynamic quantisation and counts transcripts that changed; `--export DIR`
+times an exported folder in each on-device runtime (its transcripts differ from ours where its adapter does).
 
 Measured on the 2-core dev machine (other jobs mostly idle), embedded moonshine-base, 84.6 s of audio:
 
@@ -91,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3, help="interleaved rounds; the best of each is kept")
     parser.add_argument("--batch-size", type=int, default=None, help="rows decoded together (default: the library's)")
     parser.add_argument("--check-int8", action="store_true", help="also time int8 dynamic quantisation")
+    parser.add_argument("--export", metavar="DIR", help="an export folder (just export NAME): also time it in "
+                        "moonshine-cpp, sherpa-onnx and onnxruntime, one clip at a time as a device decodes")
     args = parser.parse_args(argv)
 
     os.environ["OMP_NUM_THREADS"] = str(args.threads)  # before torch is imported, so its pool has this size
@@ -133,6 +136,12 @@ def main(argv: list[str] | None = None) -> int:
 
         int8 = quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
         methods["ours_int8"] = lambda: ours(int8)
+    if args.export:
+        from lora_training.export.runtimes import RUNTIMES, open_export
+
+        for name in RUNTIMES:
+            runtime = open_export(args.export, name, threads=args.threads)
+            methods[f"export_{name}"] = lambda r=runtime: [r.transcribe(a) for a in audios]
     for run in methods.values():
         run()  # warm-up: first calls allocate and pick kernels
     best = best_of(args.repeats, methods)

@@ -35,13 +35,13 @@ from lora_training.capture.vad import CHUNK_SECONDS, Segment, Segmenter, chunked
 from lora_training.data.audio import MAX_SECONDS, SAMPLE_RATE, load_audio, write_wav
 from lora_training.defaults import BIAS_BOOST, MODEL_REFERENCE_HELP, default_model
 from lora_training.errors import ConfigError, LoraTrainingError
+from lora_training.export.runtimes import RUNTIMES
 from lora_training.options import option
 
 DICTATION_DIR = "data/dictation"
 CLIPS_DIR = "clips"
 HEARD_MANIFEST = "heard.jsonl"
 SOURCE = "dictation"
-RUNTIMES = ("moonshine-cpp", "sherpa-onnx")
 # The model dictation uses without --adapter-dir or --base-model: the one adapters are trained
 # on (defaults.MODEL_POLICY), since dictating is what they are trained for.
 DICTATE_POLICY = "train"
@@ -55,7 +55,9 @@ _LINE_BREAKS = str.maketrans({"\u0085": "\\u0085", "\u2028": "\\u2028", "\u2029"
 class DictateOptions:
     model: str | None = option(None, "exported on-device model folder, decoded by --runtime (instead of torch)",
                                metavar="DIR")
-    runtime: str = option("moonshine-cpp", "runtime that decodes --model", choices=RUNTIMES)
+    # sherpa-onnx by default: wheels for macOS, Linux and Windows, and flat memory (moonshine-cpp's
+    # wheel is Linux x86-64 only and keeps memory per call: export/runtimes.py).
+    runtime: str = option("sherpa-onnx", "runtime that decodes --model", choices=RUNTIMES)
     adapter_dir: str | None = option(None, "adapter folder, merged into its base model (torch)", metavar="DIR")
     base_model: str | None = option(None, f"base model of the torch path: {MODEL_REFERENCE_HELP} (default: the "
                                           f"adapter's base model, else {default_model(DICTATE_POLICY)})", metavar="REF")
@@ -68,7 +70,7 @@ class DictateOptions:
     dictation_dir: str = option(DICTATION_DIR, "where --keep saves clips and heard.jsonl", metavar="DIR")
     clipboard: bool = option(False, "copy each text to the clipboard (pyperclip, pbcopy, wl-copy or xclip)")
     verbose: bool = option(False, "show times and latency per utterance (audio seconds, decode ms, RTF)")
-    threads: int = option(0, "torch CPU threads (0: all cores, at most 8)")
+    threads: int = option(0, "CPU threads (0: all cores, at most 8; a runtime gets 1 for 0)")
     device: str | None = option(None, "input device index or name; None: the system's")
 
     def __post_init__(self) -> None:
@@ -128,7 +130,7 @@ def load_transcriber(options: DictateOptions, bias_terms: list[str] | None) -> T
     if options.model:
         from lora_training.export.runtimes import open_export
 
-        return open_export(options.model, runtime=options.runtime)
+        return open_export(options.model, runtime=options.runtime, threads=options.threads or 1)
     from lora_training.evaluation.biasing import keyterm_bias
     from lora_training.models.adapters import load_adapter
     from lora_training.models.registry import resolve_model

@@ -10,7 +10,6 @@ atomic rename, so a crash never leaves half an export where a runtime would load
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import shutil
 import time
@@ -22,6 +21,7 @@ from typing import Any
 from lora_training.atomic import atomic_replace_dir, atomic_write_json, staging_dir
 from lora_training.errors import ConfigError
 from lora_training.export.runtimes import DECODER, ENCODER, PROVENANCE
+from lora_training.models.embedded import file_sha256
 from lora_training.options import option
 from lora_training.runs import RunRef
 
@@ -102,7 +102,7 @@ def export_model(model, processor, out: Path, *, quantize: str = "int8", info: d
             "runtime_model_type": "tiny" if model.config.hidden_size <= 288 else "base",
             "toolkit_version": _version("lora-training"),
             "packages": {p: _version(p) for p in ("torch", "transformers", "peft", "onnx", "onnxruntime")},
-            "files": {f.name: {"bytes": f.stat().st_size, "sha256": _sha256(f)}
+            "files": {f.name: {"bytes": f.stat().st_size, "sha256": file_sha256(f)}
                       for f in sorted(staging.iterdir()) if f.is_file()},
             "verification": verification,
             "export_seconds": round(time.perf_counter() - start, 1),
@@ -165,11 +165,3 @@ def _version(package: str) -> str:
         return importlib.metadata.version(package)
     except importlib.metadata.PackageNotFoundError:
         return "not installed"
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

@@ -57,28 +57,60 @@ def model_type(folder: Path) -> str:
 
 
 class _MoonshineCpp:
+    """moonshine-cpp in a child process (export/moonshine_worker.py), replaced every RECYCLE_AFTER utterances.
+
+    moonshine-cpp 0.1.4 keeps ~150-300 MB per `moonshine_transcribe` call (measured on the wheel's own
+    base-en graphs as on ours; the same clip ten times grows it by 3 GB) and does not give it back when
+    the model is freed, so in-process it would exhaust memory within a few hundred utterances. A
+    process that exits returns everything; recycling costs ~1 s per RECYCLE_AFTER utterances.
+    """
+
     name = "moonshine-cpp"
+    RECYCLE_AFTER = 16
 
     def __init__(self, folder: Path, threads: int):
-        import moonshine_cpp
+        import moonshine_cpp  # noqa: F401  (an ImportError here names the missing package)
 
-        self._lib = moonshine_cpp.moonshine_lib
-        self._model = moonshine_cpp.MoonshineModel(model_dir_path=str(folder), model_type=model_type(folder))
+        self._folder, self._process, self._calls = folder, None, 0
 
     def transcribe(self, audio: np.ndarray) -> str:
-        # The wheel's own `transcribe` builds its pointer with `ctypes.c_float_p`, which does not
-        # exist; the C function is called directly with the array's buffer instead.
-        import ctypes
-
+        if self._process is None or self._calls >= self.RECYCLE_AFTER or self._process.poll() is not None:
+            self._start()
         samples = np.ascontiguousarray(audio, dtype=np.float32)
-        text = ctypes.c_char_p(0)
-        pointer = samples.ctypes.data_as(ctypes.POINTER(ctypes.c_float))
-        error = self._lib.moonshine_transcribe(self._model.model_handle, pointer, samples.size, ctypes.byref(text))
-        if error != 0:
-            raise ModelError(f"moonshine-cpp: transcription failed, expected error code 0, got {error}")
-        out = (text.value or b"").decode("utf-8", errors="replace")
-        self._lib.moonshine_free_text(text)
-        return out.strip()
+        try:
+            self._process.stdin.write(samples.size.to_bytes(8, "little") + samples.tobytes())
+            self._process.stdin.flush()
+            reply = json.loads(self._process.stdout.readline() or "null")
+        except (OSError, ValueError) as e:
+            reply = {"error": f"worker failed ({e})"}
+        self._calls += 1
+        if not isinstance(reply, dict) or "text" not in reply:
+            self.close()
+            raise ModelError(f"moonshine-cpp: {(reply or {}).get('error', 'worker exited')}, expected a transcript")
+        return reply["text"]
+
+    def _start(self) -> None:
+        import subprocess
+        import sys
+
+        self.close()
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "lora_training.export.moonshine_worker", str(self._folder), model_type(self._folder)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        self._calls = 0
+
+    def close(self) -> None:
+        if self._process is not None:
+            try:
+                self._process.stdin.write((0).to_bytes(8, "little"))
+                self._process.stdin.close()
+                self._process.wait(timeout=5)
+            except Exception:  # already gone, or stuck: either way it must not outlive us
+                self._process.kill()
+            self._process = None
+
+    def __del__(self):
+        self.close()
 
 
 class _Sherpa:

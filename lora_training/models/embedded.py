@@ -237,7 +237,7 @@ def _build(name: str, folder: Path) -> None:
             "model": ref,
             "converter_version": CONVERTER_VERSION,
             "sources": [
-                {"path": str(p), "sha256": _sha256(p), "bytes": p.stat().st_size}
+                {"path": str(p), "sha256": file_sha256(p), "bytes": p.stat().st_size}
                 for p in (encoder, decoder, tokenizer_file)
             ],
             "packages": {
@@ -251,7 +251,8 @@ def _build(name: str, folder: Path) -> None:
     )
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks (graphs and weights are large)."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
