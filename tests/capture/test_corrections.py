@@ -299,7 +299,11 @@ def test_wer_by_source_only_for_mixed_eval_sets():
 
 # --- the loop: dictated clip → correction → training run -----------------------------------
 
-def test_a_correction_is_trained_on(tmp_path, tiny_model_dir, tiny_manifests):
+def test_a_dictated_clip_is_corrected_and_trained_on(tmp_path, tiny_model_dir, tiny_manifests):
+    """The whole loop: `dictate --file --keep` (VAD-cut utterances of a real clip, heard by the tiny
+    model), `corrections` (the first fixed, the rest left for later), a run that trains on the fix."""
+    pytest.importorskip("silero_vad")
+    from lora_training.capture.dictate import DictateOptions, dictate
     from lora_training.config import ExperimentConfig
     from lora_training.models.embedded import beckett_wav
     from lora_training.reporting.sources import training_by_source
@@ -307,8 +311,10 @@ def test_a_correction_is_trained_on(tmp_path, tiny_model_dir, tiny_manifests):
     from lora_training.runs import RunDir
     from lora_training.runs.state import read_state
 
-    _dictation(tmp_path, ["ever tried ever failed no matter"], wav=beckett_wav())
-    summary, _ = _review(tmp_path, ["e", "Ever tried. Ever failed. No matter. Try again. Fail again. Fail better."])
+    dictated = dictate(DictateOptions(file=str(beckett_wav()), base_model=str(tiny_model_dir), keep=True,
+                                      dictation_dir=str(tmp_path / "data" / "dictation")), out=lambda line: None)
+    assert len(dictated) >= 2 and all(Path(d["clip"]).is_file() for d in dictated)
+    summary, _ = _review(tmp_path, ["e", "Ever tried.", "q"])
     assert summary.edited == 1
     corrections = tmp_path / "data" / "corrections.jsonl"
     train, evals = tiny_manifests
