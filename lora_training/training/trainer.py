@@ -90,16 +90,15 @@ class Trainer:
 
         from lora_training.models.adapters import apply_adapter, base_fingerprint
         from lora_training.models.registry import resolve_model
-        from lora_training.models.runtime import set_threads
+        from lora_training.models.runtime import pick_device, pick_precision, set_threads
 
         cfg = self.cfg
         self.load_data()
         set_threads(cfg.num_threads)
         seed_everything(cfg.seed)
-        self.accelerator = Accelerator(
-            cpu=cfg.device == "cpu",
-            mixed_precision={"fp32": "no", "bf16": "bf16", "fp16": "fp16"}[cfg.precision],
-        )
+        device = pick_device(cfg.device)
+        precision = pick_precision(device, cfg.precision, say=log.info)
+        self.accelerator = Accelerator(cpu=device == "cpu", mixed_precision={"fp32": "no"}.get(precision, precision))
 
         log.info("loading base model %s", cfg.model_id)
         model, self.processor = resolve_model(cfg.model_id)
