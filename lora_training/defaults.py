@@ -15,7 +15,8 @@ MODEL_REFERENCE_HELP = "hub id, local save_pretrained folder, or embedded:moonsh
 # The model each command uses when --model-id is omitted. Training targets the model the user
 # will dictate with (tiny, from the hub); the commands that only listen to check data or score
 # (transcribe, verify, the synthesis gate, models check, the demo) use the embedded model, which
-# works offline. `transcribe` prefers an adapter's own base model over this.
+# works offline, where its extra is installed (Linux x86-64), else tiny from the hub (cached after
+# the first download). `transcribe` prefers an adapter's own base model over this.
 MODEL_POLICY = {
     "train": TRAINING_MODEL,
     "transcribe": EMBEDDED_MODEL,
@@ -45,9 +46,28 @@ MAX_THREADS = 8
 BIAS_BOOST = 1.0
 
 
+# LORA_TRAINING_HIDE=embedded,debian makes the toolkit act as on a machine without the embedded
+# extra and without the Debian speech packages (a Mac, online): how CI exercises that path.
+HIDE_ENV = "LORA_TRAINING_HIDE"
+EMBEDDED_MODULES = ("moonshine_cpp", "moonshine_onnx")
+
+
+def hidden(what: str) -> bool:
+    """Whether $LORA_TRAINING_HIDE names `what` (embedded, debian)."""
+    return what in {w.strip() for w in os.environ.get(HIDE_ENV, "").split(",")}
+
+
+def embedded_available() -> bool:
+    """The embedded extra is installed (and not hidden); found without importing it."""
+    import importlib.util
+
+    return not hidden("embedded") and all(importlib.util.find_spec(m) is not None for m in EMBEDDED_MODULES)
+
+
 def default_model(task: str) -> str:
     """The model `task` uses when none is given (see MODEL_POLICY)."""
-    return MODEL_POLICY[task]
+    model = MODEL_POLICY[task]
+    return TRAINING_MODEL if model == EMBEDDED_MODEL and not embedded_available() else model
 
 
 def model_help(task: str, what: str = "base model") -> str:

@@ -66,8 +66,10 @@ def find_sources() -> list[SafetySource]:
     """Every usable clip the installed packages provide; an error naming the packages if none do."""
     import soundfile as sf
 
-    sources = _librivox_sources()
-    for name, text in _asterisk_index():
+    from lora_training.defaults import hidden
+
+    sources = [] if hidden("debian") else _librivox_sources()
+    for name, text in [] if hidden("debian") else _asterisk_index():
         path = ASTERISK_SOUNDS / f"{name}.wav"
         if not path.is_file():
             continue
@@ -78,7 +80,8 @@ def find_sources() -> list[SafetySource]:
         raise ConfigError(
             f"--safety builtin: no speech found, expected Debian packages {' and '.join(DEBIAN_PACKAGES)} "
             f"(files under {ASTERISK_SOUNDS} and {LIBRIVOX}), got none; install them with "
-            f"`apt-get install {' '.join(DEBIAN_PACKAGES)}` (scripts/system-deps.sh does)"
+            f"`apt-get install {' '.join(DEBIAN_PACKAGES)}` (scripts/system-deps.sh does), or pass a general-English "
+            f"manifest of your own with --safety-manifest PATH"
         )
     return sources
 

@@ -69,7 +69,9 @@ def _missing(package: str) -> ModelError:
 
 def _package_dir(module: str, package: str) -> Path:
     """The installed package folder, found without importing it (moonshine_cpp dlopens at import)."""
-    spec = importlib.util.find_spec(module)
+    from lora_training.defaults import hidden
+
+    spec = None if hidden("embedded") else importlib.util.find_spec(module)
     if spec is None or not spec.submodule_search_locations:
         raise _missing(package)
     return Path(next(iter(spec.submodule_search_locations)))
@@ -123,6 +125,7 @@ def _package_versions() -> dict[str, str]:
 def embedded_cache_path(name: str = "moonshine-base") -> Path:
     """Where the build of `name` lives, built or not; keyed by the source packages' versions."""
     _check_name(name)
+    source_graphs(name), tokenizer_json()  # a one-line error now if the packages are missing (or hidden)
     key = json.dumps({"name": name, "converter": CONVERTER_VERSION, **_package_versions()}, sort_keys=True)
     return cache_root() / "models" / f"{name}-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
 

@@ -30,9 +30,6 @@ TOKENS_PER_SECOND = 10.0
 MIN_NEW_TOKENS = 10
 # Decoder positions of every published Moonshine (tiny and base); the start token takes one.
 MOONSHINE_MAX_POSITIONS = 194
-_OFFLINE_HINT = (
-    f"use --model-id {EMBEDDED_MODEL} (offline) or a local save_pretrained folder"
-)
 
 
 def _classify(ref: str) -> tuple[str, str]:
@@ -87,6 +84,16 @@ def _load(source: str, local_files_only: bool = False):
     return model, AutoProcessor.from_pretrained(source, local_files_only=local_files_only)
 
 
+def _offline_hint() -> str:
+    """The two ways to work without the hub, the embedded one only where it can be installed."""
+    from lora_training.defaults import embedded_available
+    from lora_training.models.embedded import INSTALL_HINT
+
+    embedded = (f"--model-id {EMBEDDED_MODEL} (offline)" if embedded_available()
+                else f"the embedded model ({INSTALL_HINT}, Linux x86-64)")
+    return f"use {embedded} or a local save_pretrained folder"
+
+
 def _hub_resolvable() -> bool:
     """False when offline mode is on or the hub's host name does not resolve.
 
@@ -120,7 +127,7 @@ def _load_from_hub(ref: str):
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ModelError(
             f"model {ref}: cannot load from the Hugging Face hub (offline, unreachable or no such id), "
-            f"expected a reachable hub id, got {type(e).__name__}: {reason[:160]}; {_OFFLINE_HINT}"
+            f"expected a reachable hub id, got {type(e).__name__}: {reason[:160]}; {_offline_hint()}"
         ) from e
 
 
@@ -165,6 +172,11 @@ def check_model(ref: str, audio: str | os.PathLike | None = None, rebuild: bool 
     """Load `ref` and transcribe one clip (default: beckett.wav); timings included, JSON-ready."""
     from lora_training.data.audio import SAMPLE_RATE, load_audio
 
+    from lora_training.defaults import embedded_available
+
+    if audio is None and not embedded_available():
+        raise ModelError(f"models check {ref}: no test clip, expected --audio FILE (the default clip ships in the "
+                         f"embedded extra, which is not installed here)")
     audio_path = Path(audio) if audio is not None else beckett_wav()
     samples = load_audio(audio_path)  # a bad clip fails before the model is loaded
     # Imported before the clock: load_seconds measures the model (~0.5 s), not the libraries (~5 s).
