@@ -16,6 +16,14 @@ if command -v dpkg-query >/dev/null 2>&1; then
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
   done
 fi
+if [ "$(uname)" = Darwin ] && command -v brew >/dev/null 2>&1; then
+  # portaudio: the microphone (record, dictate) through sounddevice.
+  brew list portaudio >/dev/null 2>&1 || missing+=(portaudio)
+  [ ${#missing[@]} -eq 0 ] || brew install "${missing[@]}"
+  echo "skipped on macOS (no Homebrew formula): festival and its voices (synthesis uses espeak-ng and" \
+       "flite), and ${debian_packages[*]:4} (the built-in safety set: pass --safety-manifest PATH)"
+  exit 0
+fi
 [ ${#missing[@]} -eq 0 ] && exit 0
 if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
   echo "installing system packages: ${missing[*]}"

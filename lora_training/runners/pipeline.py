@@ -30,7 +30,8 @@ from typing import Any, Callable
 from lora_training.errors import ConfigError, LoraTrainingError
 from lora_training.options import from_dict, option
 from lora_training.runners.stages import (Context, StageFailed, check_stage, evaluate_stage, mix_stage, occupied,
-                                          report_stage, run_experiment_stage, split_stage, synth_stage, wait_stage)
+                                          report_stage, run_experiment_stage, split_stage, synth_check_stage,
+                                          synth_stage, wait_stage)
 from lora_training.runs import DEFAULT_OUTPUTS, PIPELINES_DIR, STATE_FILE, RunDir
 from lora_training.runs.state import RunState, read_state
 
@@ -101,6 +102,7 @@ _STAGES = "lora_training.runners.stages"
 STAGE_KINDS: dict[str, StageKind] = {
     "split": StageKind(split_stage, ("lora_training.data.split:SplitOptions",)),
     "synth": StageKind(synth_stage, ("lora_training.synth.synthesize:SynthConfig",)),
+    "synth-check": StageKind(synth_check_stage, ("lora_training.synth.synthesize:SynthConfig",)),
     "mix": StageKind(mix_stage, ("lora_training.data.mix:MixOptions",)),
     "run-experiment": StageKind(run_experiment_stage,
                                 (f"{_STAGES}:ExperimentStage", "lora_training.config:ExperimentConfig")),

@@ -83,6 +83,18 @@ def synth_stage(opts, ctx: Context) -> dict:
     return summary.to_dict()
 
 
+def synth_check_stage(opts, ctx: Context) -> dict:
+    """The synth stage's backend checked without synthesising: its package, its weights and the
+    user's reference clips, so a cloning pipeline fails in its first second, not hours in."""
+    from lora_training.synth.tts import BACKENDS, BackendOptions
+
+    backend = BACKENDS[opts.backend](BackendOptions(exclude_voices=opts.exclude_voices, voices=opts.voices,
+                                                    reference_manifest=opts.reference_manifest))
+    backend.check()
+    ctx.say(f"{opts.backend}: package, weights and references ready")
+    return {"backend": opts.backend, "fingerprint": backend.fingerprint()}
+
+
 def mix_stage(opts, ctx: Context) -> dict:
     from lora_training.data.mix import mix_manifests
 

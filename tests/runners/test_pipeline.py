@@ -207,3 +207,27 @@ def test_demo_refuses_a_workdir_it_did_not_make(tmp_path):
     (demo / "old.txt").write_text("x")
     _clear(demo)
     assert sorted(p.name for p in demo.iterdir()) == [MARKER]
+
+
+def test_synth_check_stage_halts_a_cloning_pipeline_before_anything_else(tmp_path, monkeypatch):
+    """The cloned-voice plan's first stage finds missing cloning weights in one line, before phase 1."""
+    import lora_training.synth.tts.cloning as cloning
+
+    monkeypatch.setattr(cloning.importlib.util, "find_spec", lambda name: object())  # "installed"
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty_hub"))  # no cached weights
+    make_manifest(tmp_path / "data", 2, name="refs.jsonl", seconds=3.0)
+    (tmp_path / "vocab.txt").write_text("kubectl\n")
+    pipeline = load_pipeline(_toml(tmp_path / "clone.toml", f"""
+name = "clone"
+[[stages]]
+name = "synth-check"
+kind = "synth-check"
+vocabulary = "{tmp_path / 'vocab.txt'}"
+output = "{tmp_path / 'synthetic.jsonl'}"
+backend = "f5-tts"
+reference_manifest = "{tmp_path / 'data' / 'refs.jsonl'}"
+"""), outputs=str(tmp_path / "out"))
+    with pytest.raises(StageFailed) as info:
+        run_pipeline(pipeline, write=lambda line: None, progress=False)
+    assert "synth-check" in str(info.value) and "weights" in str(info.value), str(info.value)
+    assert not (tmp_path / "synthetic.jsonl").exists()
