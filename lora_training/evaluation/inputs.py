@@ -59,10 +59,11 @@ def audio_clips(paths: list[str]) -> list[Clip]:
 
 def safety_clips(reference: str, limit: int) -> tuple[str, str | None, list[Clip]]:
     """(manifest path, description, clips) of the safety set; `limit` keeps N evenly spaced clips."""
-    from lora_training.evaluation.safety import DESCRIPTION, builtin_safety_manifest
+    from lora_training.evaluation.safety import about, builtin_safety_manifest
 
     if reference == BUILTIN:
-        path, description = str(builtin_safety_manifest()), DESCRIPTION
+        path = str(builtin_safety_manifest())
+        description = about(path)
     else:
         path, description = reference, None
     clips = manifest_clips(path)

@@ -63,10 +63,13 @@ class SafetySource:
 
 
 def find_sources() -> list[SafetySource]:
-    """Every usable clip the installed packages provide; an error naming the packages if none do."""
+    """Every usable clip the installed packages provide, else the online set (safety_online.py);
+    an error naming both, and --safety-manifest, if neither can be had."""
     import soundfile as sf
 
     from lora_training.defaults import hidden
+    from lora_training.evaluation.safety_online import online_sources
+    from lora_training.models.embedded import cache_root
 
     sources = [] if hidden("debian") else _librivox_sources()
     for name, text in [] if hidden("debian") else _asterisk_index():
@@ -76,14 +79,29 @@ def find_sources() -> list[SafetySource]:
         info = sf.info(str(path))
         if MIN_PROMPT_SECONDS <= info.frames / info.samplerate <= MAX_PROMPT_SECONDS:
             sources.append(SafetySource(f"asterisk/{name}", path, text, "asterisk-allison"))
+    if sources:
+        return sources
+    sources, why_not = online_sources(cache_root() / "safety" / "librispeech")
     if not sources:
         raise ConfigError(
             f"--safety builtin: no speech found, expected Debian packages {' and '.join(DEBIAN_PACKAGES)} "
-            f"(files under {ASTERISK_SOUNDS} and {LIBRIVOX}), got none; install them with "
-            f"`apt-get install {' '.join(DEBIAN_PACKAGES)}` (scripts/system-deps.sh does), or pass a general-English "
-            f"manifest of your own with --safety-manifest PATH"
+            f"(files under {ASTERISK_SOUNDS} and {LIBRIVOX}) or the online set, got neither ({why_not}); install "
+            f"the packages (`apt-get install {' '.join(DEBIAN_PACKAGES)}`, scripts/system-deps.sh does), connect "
+            f"once, or pass a general-English manifest of your own with --safety-manifest PATH"
         )
     return sources
+
+
+def description_of(sources: list[SafetySource]) -> str:
+    from lora_training.evaluation.safety_online import DESCRIPTION as ONLINE
+
+    return ONLINE if sources and sources[0].id.startswith("librispeech/") else DESCRIPTION
+
+
+def about(manifest: str | Path) -> str | None:
+    """The description of a built safety set, from the about.json beside its manifest."""
+    path = Path(manifest).parent / "about.json"
+    return json.loads(path.read_text(encoding="utf-8")).get("description") if path.is_file() else None
 
 
 def _asterisk_index() -> list[tuple[str, str]]:
@@ -153,7 +171,8 @@ def builtin_safety_manifest(half: str | None = "measure") -> Path:
         save_manifest(staging / "manifest.jsonl", utterances)
         for name in HALVES:
             save_manifest(staging / f"{name}.jsonl", [u for u in utterances if half_of(u.id) == name])
-        atomic_write_json(staging / "about.json", {"description": DESCRIPTION, "packages": list(DEBIAN_PACKAGES),
+        atomic_write_json(staging / "about.json", {"description": description_of(sources),
+                                                   "packages": list(DEBIAN_PACKAGES),
                                                    "utterances": len(utterances), "builder_version": BUILDER_VERSION,
                                                    "halves": {h: sum(half_of(u.id) == h for u in utterances)
                                                               for h in HALVES}})
