@@ -4,13 +4,16 @@ TTS sometimes produces a clip that is empty, garbled or cut short; training on i
 adapter to write words nobody said. The gate transcribes each clip and compares the transcript
 with the *spoken* text (what TTS read: "dev at example dot com", not "dev@example.com"), so
 jargon the baseline merely misspells still passes: that misrecognition is what training fixes.
+
+With a voice-cloning backend the gate can also check the voice (`SpeakerCheck`): a clone that
+drifted to another voice reads the right words, so only a speaker embedding hears it.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Callable, Literal, Sequence
+from typing import Callable, Literal, Protocol, Sequence
 
 import jiwer
 import numpy as np
@@ -41,6 +44,25 @@ class Verdict:
     decision: Decision
     cer: float | None  # None: the clip was not listened to (gate off)
     transcript: str | None
+    similarity: float | None = None  # to the user's voice profile; None: no speaker check
+
+
+class SpeakerEmbedder(Protocol):
+    def embed(self, audio: np.ndarray) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class SpeakerCheck:
+    """Refuse clips that do not sound like the user: cosine similarity of each clip's speaker
+    embedding (`model.embed`, e.g. synth/speaker.SpeakerModel) to `profile` must reach `threshold`."""
+
+    model: SpeakerEmbedder
+    profile: np.ndarray
+    threshold: float
+
+    def similarities(self, audios: Sequence[np.ndarray]) -> list[float]:
+        profile = self.profile / np.linalg.norm(self.profile)
+        return [float(np.dot(e, profile) / np.linalg.norm(e)) for e in map(self.model.embed, audios)]
 
 
 def _letters(text: str) -> str:
@@ -60,16 +82,18 @@ def spoken_cer(spoken: str, transcript: str) -> float:
     return float(jiwer.cer(reference, hypothesis)) if hypothesis else 1.0
 
 
-def decide(spoken: str, transcript: str, attempt: int, *, max_cer: float, retries: int) -> Verdict:
-    """Keep a clip whose transcript is within `max_cer` of what was spoken and not much shorter;
-    otherwise try again with another seed and voice while attempts remain (attempt 0 is the
-    first), then drop it."""
+def decide(spoken: str, transcript: str, attempt: int, *, max_cer: float, retries: int,
+           similarity: float | None = None, min_similarity: float = 0.0) -> Verdict:
+    """Keep a clip whose transcript is within `max_cer` of what was spoken and not much shorter,
+    and whose voice (when measured) is at least `min_similarity` like the user's; otherwise try
+    again with another seed and voice while attempts remain (attempt 0 is the first), then drop it."""
     cer = spoken_cer(spoken, transcript)
     reference = _letters(spoken)
     coverage = len(_letters(transcript)) / len(reference) if reference else 1.0
-    if cer <= max_cer and coverage >= MIN_COVERAGE:
-        return Verdict("keep", cer, transcript)
-    return Verdict("regenerate" if attempt < retries else "drop", cer, transcript)
+    voice_ok = similarity is None or similarity >= min_similarity
+    if cer <= max_cer and coverage >= MIN_COVERAGE and voice_ok:
+        return Verdict("keep", cer, transcript, similarity)
+    return Verdict("regenerate" if attempt < retries else "drop", cer, transcript, similarity)
 
 
 class QualityGate:
@@ -84,21 +108,28 @@ class QualityGate:
         max_cer: float = DEFAULT_MAX_CER,
         retries: int = DEFAULT_RETRIES,
         model: str | None = None,
+        speaker: SpeakerCheck | None = None,
     ):
         self.transcribe = transcribe
         self.max_cer = max_cer
         self.retries = retries
         self.model = model  # for the summary only
+        self.speaker = speaker  # None: the voice is not checked (espeak and the offline pool are no clones)
 
     def check(self, spoken: Sequence[str], audios: list[np.ndarray], attempts: Sequence[int]) -> list[Verdict]:
         transcripts = self.transcribe(audios)
+        if self.speaker is None:
+            similarities, threshold = [None] * len(audios), 0.0
+        else:
+            similarities, threshold = self.speaker.similarities(audios), self.speaker.threshold
         return [
-            decide(s, t, a, max_cer=self.max_cer, retries=self.retries)
-            for s, t, a in zip(spoken, transcripts, attempts, strict=True)
+            decide(s, t, a, max_cer=self.max_cer, retries=self.retries, similarity=sim, min_similarity=threshold)
+            for s, t, a, sim in zip(spoken, transcripts, attempts, similarities, strict=True)
         ]
 
     def describe(self) -> dict:
-        return {"model": self.model, "max_cer": self.max_cer, "retries": self.retries}
+        info = {"model": self.model, "max_cer": self.max_cer, "retries": self.retries}
+        return info if self.speaker is None else {**info, "min_similarity": self.speaker.threshold}
 
 
 class OpenGate:
@@ -125,3 +156,15 @@ def model_transcriber(model_ref: str) -> Transcriber:
         return greedy_transcribe(model, processor, audios, batch_size=QualityGate.batch_size)
 
     return transcribe
+
+
+def speaker_check(references) -> SpeakerCheck | None:
+    """For a voice-cloning backend: the user's voice profile from its reference clips, and the
+    threshold calibrated in synth/speaker.py; None for backends whose voices are not clones."""
+    if not references:
+        return None
+    from lora_training.data.audio import load_audio
+    from lora_training.synth.speaker import DEFAULT_MIN_SIMILARITY, SpeakerModel
+
+    model = SpeakerModel()
+    return SpeakerCheck(model, model.voice_profile([load_audio(r.audio) for r in references]), DEFAULT_MIN_SIMILARITY)

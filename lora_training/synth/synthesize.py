@@ -171,7 +171,8 @@ class SynthRun:
         if todo and self.gate is None:
             self.gate = (
                 gates.QualityGate(gates.model_transcriber(self.cfg.gate_model), max_cer=self.cfg.gate_max_cer,
-                                  retries=self.cfg.gate_retries, model=self.cfg.gate_model)
+                                  retries=self.cfg.gate_retries, model=self.cfg.gate_model,
+                                  speaker=gates.speaker_check(getattr(self.backend, "references", ())))
                 if self.cfg.gate else gates.OpenGate()
             )
         return todo
@@ -278,7 +279,7 @@ class SynthRun:
                 retry.append(replace(job, attempt=job.attempt + 1))
             else:
                 self.dropped.append({"id": job.id, "spoken": job.sentence.spoken, "transcript": verdict.transcript,
-                                     "cer": round(verdict.cer, 3)})
+                                     "cer": round(verdict.cer, 3), "similarity": verdict.similarity})
         return retry
 
     def _keep(self, job: Job, clip: Clip) -> None:

@@ -9,8 +9,6 @@ from dataclasses import dataclass
 
 from lora_training.errors import ConfigError, LoraTrainingError, ModelError
 
-# F5-TTS clips references longer than ~12 s and clones poorly from under ~2 s of speech.
-REFERENCE_SECONDS = (2.0, 12.0)
 
 
 @dataclass(frozen=True)
@@ -46,26 +44,16 @@ def require_hub_files(backend: str, files: tuple[tuple[str, str], ...]) -> None:
 
 
 def load_references(backend: str, manifest: str | None) -> tuple[Reference, ...]:
-    """The manifest's clips of a length the model clones well, each with what was said in it."""
-    from lora_training.data.audio import audio_duration
-    from lora_training.data.manifest import load_manifest
-
+    """The reference clips chosen from the user's recordings (synth/references.py): 5-10 s, clean,
+    real, spread over the set, resampled once to the cloning model's 24 kHz."""
     if manifest is None:
         raise ConfigError(
             f"reference_manifest: {backend} clones the user's voice, expected --reference-manifest "
             "with recordings of the user (e.g. data/my_voice_train.jsonl), got none"
         )
-    low, high = REFERENCE_SECONDS
-    references = tuple(
-        Reference(id=utt.id, audio=utt.audio, transcript=utt.spoken or utt.text)
-        for utt in load_manifest(manifest)
-        if low <= (utt.duration or audio_duration(utt.audio)) <= high
-    )
-    if not references:
-        raise ConfigError(
-            f"{manifest}: no reference clip, expected at least one clip of {low:g}-{high:g} s, got none"
-        )
-    return references
+    from lora_training.synth.references import choose_references
+
+    return choose_references(manifest)
 
 
 def check_cloning(backend: str, options, module: str, requirement: str,
@@ -78,6 +66,16 @@ def check_cloning(backend: str, options, module: str, requirement: str,
             f"--backend {backend}, got {', '.join(voices)}"
         )
     require_package(backend, module, requirement)
-    references = load_references(backend, options.reference_manifest)
-    require_hub_files(backend, files)
-    return references
+    require_hub_files(backend, files)  # offline without weights is the likeliest failure: said first
+    return load_references(backend, options.reference_manifest)
+
+
+def read_reference(path: str, rate: int):
+    """A reference clip as mono float32 at `rate`, resampled from the file's own rate (a chosen
+    reference is already at the model's 24 kHz; going through 16 kHz would lose its top band)."""
+    import soundfile as sf
+    import soxr
+
+    data, native = sf.read(path, dtype="float32", always_2d=True)
+    mono = data.mean(axis=1)
+    return mono if native == rate else soxr.resample(mono, native, rate, quality="HQ").astype("float32")
