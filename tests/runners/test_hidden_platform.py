@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -61,3 +63,91 @@ def test_without_embedded_and_debian_the_defaults_come_from_the_hub(hub_home, ti
     config = json.loads((tmp_path / "outputs" / "hidden" / "config.json").read_text())
     assert config["model_id"] == TRAINING_MODEL
     assert "replay" in (tmp_path / "outputs" / "hidden" / "train.log").read_text()  # said why replay is off
+
+
+def test_the_seed_002_pipeline_runs_without_embedded_and_debian(hub_home, tmp_path):
+    """split → synth → mix → train (the seed-002 recipe, 2 steps) → wait → evaluate → report, on the
+    default model from the hub stand-in, with the online safety set (a stand-in parquet of real clips)
+    as safety and replay source."""
+    from lora_training.data.audio import load_audio
+    from lora_training.data.manifest import load_manifest
+    from lora_training.evaluation.safety import builtin_safety_manifest
+    from lora_training.testing.factories import make_manifest
+    from tests.evaluation.test_safety_online import _stand_in_hub
+
+    try:
+        real = load_manifest(builtin_safety_manifest("measure"))[:10]
+    except Exception as e:
+        pytest.skip(f"no real speech to build the online stand-in from: {e}")
+    home = tmp_path / "hf"  # the shared stand-in plus the online set, which the other test must not see
+    shutil.copytree(hub_home, home)
+    _stand_in_hub(home, [(load_audio(r.audio), r.text) for r in real])
+    data = tmp_path / "data"
+    texts = [f"run kubectl apply number {i}" if i % 2 else f"the WER dropped by {i}" for i in range(12)]
+    make_manifest(data, 12, texts=texts, terms=[["kubectl"] if i % 2 else ["WER"] for i in range(12)],
+                  name="my_voice_all.jsonl", seconds=0.6)
+    (data / "vocabulary.txt").write_text("kubectl | cube control\nWER | W E R\n")
+    (tmp_path / "plan.toml").write_text(f"""
+name = "plan"
+[[stages]]
+name = "split"
+kind = "split"
+input = "{data / 'my_voice_all.jsonl'}"
+train_out = "{data / 'train.jsonl'}"
+eval_out = "{data / 'eval.jsonl'}"
+[[stages]]
+name = "synth"
+kind = "synth"
+vocabulary = "{data / 'vocabulary.txt'}"
+count = 4
+min_per_term = 1
+output = "{data / 'synthetic.jsonl'}"
+exclude = ["{data / 'eval.jsonl'}"]
+gate = false
+workers = 1
+[[stages]]
+name = "mix"
+kind = "mix"
+inputs = ["{data / 'train.jsonl'}", "{data / 'synthetic.jsonl'}"]
+output = "{data / 'mixed.jsonl'}"
+exclude = ["{data / 'eval.jsonl'}"]
+[[stages]]
+name = "train"
+kind = "run-experiment"
+experiment = "seed002"
+train_manifest = "{data / 'mixed.jsonl'}"
+eval_manifest = "{data / 'eval.jsonl'}"
+max_steps = 2
+eval_interval = 2
+batch_size = 4
+lr = 1e-4
+lora_r = 32
+lora_alpha = 64
+lora_dropout = 0.1
+use_dora = true
+safety_in_loop = 2
+num_threads = 1
+[[stages]]
+name = "wait"
+kind = "wait"
+experiment = "seed002"
+[[stages]]
+name = "evaluate"
+kind = "evaluate"
+experiment = "seed002"
+[[stages]]
+name = "report"
+kind = "report"
+experiment = "seed002"
+""")
+    done = _run(["pipeline", "--config", str(tmp_path / "plan.toml")], home, tmp_path)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-2000:]
+    run = tmp_path / "outputs" / "seed002"
+    config = json.loads((run / "config.json").read_text())
+    assert config["model_id"] == TRAINING_MODEL and config["use_dora"]
+    results = json.loads((run / "eval_results.json").read_text())
+    assert "LibriSpeech" in results["safety"]["description"] and results["safety"]["n_utterances"] > 0
+    log = (run / "train.log").read_text()
+    # replay and the in-loop safety clips came from the online set (the only real speech there is)
+    assert "safety in the loop: 2 clips" in log and re.search(r"decoded .* [1-9]\d* replay", log)
+    assert (run / "report.md").is_file()
