@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from quality_variants import VARIANTS  # noqa: E402  (after the path setup)
+from quality_variants import OURS_VARIANTS, VARIANTS  # noqa: E402  (after the path setup)
 
 
 @dataclass(frozen=True)
@@ -115,7 +115,7 @@ def run(args: argparse.Namespace) -> dict:
         ctx = Context(work=work, data=data, model_id=args.model_id, threads=args.threads,
                       steps_scale=args.steps_scale or scale.steps_scale, safety_clips=scale.safety_clips,
                       overwrite=args.overwrite, say=say)
-        if {"ours", "seed002", "seed002-bare"} & set(args.variants):
+        if any(name.startswith(("ours", "seed002")) for name in args.variants):
             build_synthetic(data, scale.synthetic, scale.synth_min_per_term, say=say)
         for name in VARIANTS:
             if name in args.variants:
@@ -130,7 +130,7 @@ def run(args: argparse.Namespace) -> dict:
                 # Free: ours' result scored the untouched model with the same keyterm biasing.
                 views["baseline+bias"] = load_view("baseline+bias", record["eval_results"], "baseline")
                 walls["baseline+bias"] = None
-        order = ("baseline", "baseline+bias", "plain", "ours", "seed002", "seed002-bare")
+        order = ("baseline", "baseline+bias", "plain", "ours", "seed002", "seed002-bare", *OURS_VARIANTS)
         views = {name: views[name] for name in order if name in views}
         if not views:
             raise SystemExit("quality: no variant has a result yet")

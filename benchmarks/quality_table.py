@@ -171,6 +171,9 @@ def build_table(views: dict[str, View], walls: dict[str, float | None], seen: li
     table = {"rows": rows, "seen_terms": seen, "notes": notes}
     if "ours" in views and "plain" in views:
         table["ours_vs_plain"] = paired_columns(numbers["plain"], numbers["ours"])
+    # One changed choice each (sites, target modules): the variant − ours, paired, sets the default.
+    table["variants_vs_ours"] = {name: paired_columns(numbers["ours"], numbers[name])
+                                 for name in views if name.startswith("ours-") and "ours" in views}
     table["targets"] = targets(table, numbers)
     return table
 
@@ -267,6 +270,11 @@ def render(table: dict) -> str:
             change = table["ours_vs_plain"][key]
             text = _signed(change, count=key == "false_alarms")
             lines.append(f"  {header:<14} {text:<26} {_verdict(change, lower)}")
+    for name, changes in (table.get("variants_vs_ours") or {}).items():
+        lines.append(f"\n{name} − ours (paired 95% interval):")
+        for key, header, lower in COMPARED:
+            lines.append(f"  {header:<14} {_signed(changes[key], count=key == 'false_alarms'):<26} "
+                         f"{_verdict(changes[key], lower)}")
     if table["targets"]:
         lines.append("\ntargets:")
         for t in table["targets"]:

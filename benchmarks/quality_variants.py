@@ -12,6 +12,8 @@
               lr 1e-4, r 32, α 64, dropout 0.1, DoRA; evaluated as that pipeline does (no biasing)
     seed002-bare  seed002 without the defaults that guard against forgetting (no replay, no cap on
               the synthetic share): what replay and the cap are worth, measured
+    ours-both, ours-encoder  ours with adapters in encoder and decoder / the encoder only (sites)
+    ours-qv, ours-attention  ours with LoRA on q/v only / on q, k, v, o (the default adds fc1, fc2)
 
 Training steps are multiplied by --steps-scale (at least 1 step). Each variant writes
 `results/<variant>.json` (its settings, result JSON path, wall time); a variant whose record
@@ -32,7 +34,14 @@ from typing import Callable
 
 from lora_training.errors import ConfigError
 
-VARIANTS = ("baseline", "plain", "ours", "seed002", "seed002-bare")
+# Variants of ours that change one choice, to set the defaults by measurement (issue: sites and targets).
+OURS_VARIANTS = {
+    "ours-both": {"adapter_sites": "both"},
+    "ours-encoder": {"adapter_sites": "encoder"},
+    "ours-qv": {"target_modules": ["q_proj", "v_proj"]},
+    "ours-attention": {"target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"]},
+}
+VARIANTS = ("baseline", "plain", "ours", "seed002", "seed002-bare", *OURS_VARIANTS)
 # pipelines/vocab_expansion.toml's full run (the recipe of the seed-002 experiment).
 SEED002 = {"max_steps": 1000, "eval_interval": 100, "lr": 1e-4, "lora_r": 32, "lora_alpha": 64, "lora_dropout": 0.1,
            "use_dora": True}
@@ -87,8 +96,8 @@ def settings(name: str, ctx: Context) -> dict:
         return common
     if name == "plain":
         return {**common, **dataclasses.asdict(PlainConfig(steps=ctx.steps(DEFAULT_STEPS)))}
-    if name == "ours":
-        return {**common, "max_steps": ctx.steps(DEFAULT_STEPS), "bias": True}
+    if name == "ours" or name in OURS_VARIANTS:
+        return {**common, "max_steps": ctx.steps(DEFAULT_STEPS), "bias": True, **OURS_VARIANTS.get(name, {})}
     bare = BARE if name == "seed002-bare" else {}
     return {**common, **SEED002, **bare, "max_steps": ctx.steps(SEED002["max_steps"]), "bias": False}
 
@@ -203,8 +212,14 @@ def run_seed002_bare(ctx: Context) -> Path:
                              bias=False)
 
 
+def _ours_variant(name: str) -> Callable[[Context], Path]:
+    return lambda ctx: _pipeline_variant(ctx, name, {"max_steps": ctx.steps(DEFAULT_STEPS), **OURS_VARIANTS[name]},
+                                         bias=True)
+
+
 RUNNERS: dict[str, Callable[[Context], Path]] = {"baseline": run_baseline, "plain": run_plain, "ours": run_ours,
-                                                 "seed002": run_seed002, "seed002-bare": run_seed002_bare}
+                                                 "seed002": run_seed002, "seed002-bare": run_seed002_bare,
+                                                 **{name: _ours_variant(name) for name in OURS_VARIANTS}}
 
 
 # --- the plain recipe -------------------------------------------------------------------------
