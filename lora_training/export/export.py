@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from lora_training.atomic import atomic_replace_dir, atomic_write_json, staging_dir
+from lora_training.defaults import DEVICES
 from lora_training.errors import ConfigError
 from lora_training.export.runtimes import DECODER, ENCODER, PROVENANCE
 from lora_training.models.embedded import file_sha256
@@ -40,13 +41,17 @@ class ExportOptions(RunRef):
     verify: int = option(8, "eval clips to transcribe with both the exported graphs and the merged PyTorch "
                             "model, counting identical transcripts (0: skip)")
     overwrite: bool = option(False, "replace an existing export folder")
+    device: str = option("auto", "device of the PyTorch side of --verify (tracing always runs on the CPU)",
+                         choices=DEVICES)
 
 
 def export_run(options: ExportOptions, *, progress: bool = False) -> dict[str, Any]:
     """Export outputs/NAME's adapter (see ExportOptions); returns the provenance written."""
     from lora_training.models.adapters import load_adapter, read_sidecar
     from lora_training.models.registry import resolve_model
+    from lora_training.models.runtime import pick_device
 
+    pick_device(options.device)  # a device this machine lacks fails now, not after the export
     run = options.folder
     cfg = run.load_config()
     out = Path(options.out) if options.out else run.export
@@ -63,11 +68,11 @@ def export_run(options: ExportOptions, *, progress: bool = False) -> dict[str, A
             "adapter": None if adapter_dir is None else {"dir": str(adapter_dir), **read_sidecar(adapter_dir)}}
     clips = _eval_clips(cfg.eval_manifest, options.verify)
     return export_model(model.eval(), processor, out, quantize=options.quantize, info=info, verify_clips=clips,
-                        progress=progress)
+                        verify_device=options.device, progress=progress)
 
 
 def export_model(model, processor, out: Path, *, quantize: str = "int8", info: dict[str, Any] | None = None,
-                 verify_clips: list | None = None, progress: bool = False) -> dict[str, Any]:
+                 verify_clips: list | None = None, verify_device: str = "cpu", progress: bool = False) -> dict[str, Any]:
     """Write `model` (a plain, merged MoonshineForConditionalGeneration) as an export folder at `out`."""
     import onnx
 
@@ -94,7 +99,8 @@ def export_model(model, processor, out: Path, *, quantize: str = "int8", info: d
             _to_ort(onnx_path, staging / filename)
             onnx_path.unlink()
         write_tokenizer_files(processor.tokenizer, staging)
-        verification = _verify(model, processor, staging, verify_clips, progress) if verify_clips else None
+        verification = (_verify(model, processor, staging, verify_clips, verify_device, progress)
+                        if verify_clips else None)
         provenance = {
             **(info or {}),
             "quantization": {"weights": quantize, "scheme": "symmetric int8, one scale per output channel",
@@ -138,13 +144,15 @@ def _eval_clips(manifest: str | None, count: int) -> list:
     return [(row.id or row.audio, load_audio(row.audio)) for row in load_manifest(manifest)[:count]]
 
 
-def _verify(model, processor, folder: Path, clips: list, progress: bool) -> dict[str, Any]:
+def _verify(model, processor, folder: Path, clips: list, device: str, progress: bool) -> dict[str, Any]:
     """How many clips the exported graphs (Python onnxruntime) transcribe exactly as PyTorch's
     `generate` does on the same model."""
     from lora_training.export.runtimes import open_export
     from lora_training.models.registry import greedy_decode
+    from lora_training.models.runtime import pick_device
 
     _say(progress, f"verifying on {len(clips)} eval clips")
+    model = model.to(pick_device(device))  # after tracing, which ran on the CPU
     runtime = open_export(folder, "onnxruntime")
     differing = []
     for clip_id, audio in clips:

@@ -196,3 +196,13 @@ def test_export_of_a_run_without_adapter_is_one_line_error(tmp_path, tiny_model_
     assert main(["export", "empty", "--outputs", str(tmp_path)]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "no adapter" in err and "\n" not in err
+
+
+def test_export_refuses_a_missing_device_before_any_work(tiny_run, capsys, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    assert main(["export", "tiny", "--outputs", str(tiny_run), "--out", str(tiny_run / "mps"), "--device", "mps"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: device mps: not available") and "\n" not in err
+    assert not (tiny_run / "mps").exists()
