@@ -115,9 +115,7 @@ def export_model(model, processor, out: Path, *, quantize: str = "int8", info: d
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
         atomic_write_json(staging / PROVENANCE, provenance)
-        if out.exists():
-            shutil.rmtree(out)  # only reached with --overwrite (checked by the caller)
-        atomic_replace_dir(staging, out)
+        atomic_replace_dir(staging, out)  # an earlier export (--overwrite) goes only once this one is in place
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return {"out": str(out), **provenance}
