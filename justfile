@@ -90,3 +90,7 @@ pipeline *ARGS:
 # merge a run's adapter and write the on-device folder: just export NAME [--quantize none]
 export NAME *ARGS:
     @{{python}} main.py export "$@"
+
+# the local web app over the same data and runs (record, data, runs, results, corrections): just studio --outputs outputs/demo
+studio *ARGS:
+    @{{python}} main.py studio "$@"

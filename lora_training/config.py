@@ -136,7 +136,7 @@ class ExperimentConfig:
         need("target_modules", lambda v: bool(v) and all(v), "a non-empty list of layer names such as q_proj v_proj")
         need("model_id", lambda v: bool(v.strip()), "a hub id, a folder or embedded:moonshine-base")
         if problems:
-            raise ConfigError("invalid experiment config: " + "; ".join(problems))
+            raise ConfigError("invalid experiment config: " + "; ".join(problems), problems=problems)
 
     @property
     def effective_checkpoint_interval(self) -> int:

@@ -10,7 +10,13 @@ class LoraTrainingError(Exception):
 
 
 class ConfigError(LoraTrainingError):
-    """A configuration value is invalid; the message names the field, the value and the fix."""
+    """A configuration value is invalid; the message names the field, the value and the fix.
+
+    `problems` holds each `field: expected X, got Y` on its own, so a form can show each beside its field."""
+
+    def __init__(self, message: str, problems: list[str] | None = None):
+        super().__init__(message)
+        self.problems = list(problems or [])
 
 
 class ManifestError(LoraTrainingError):

@@ -2,11 +2,12 @@
 # Installs the system packages the toolkit needs when missing: espeak-ng, flite and sox (offline
 # speech and audio tools) everywhere; on Debian/Ubuntu also festival with three voices (Homebrew has
 # no festival formula, so macOS synthesises without it) and the real-speech data behind
-# `--safety builtin` (Asterisk's English prompts and pocketsphinx's LibriVox test clips).
+# `--safety builtin` (Asterisk's English prompts and pocketsphinx's LibriVox test clips), and chromium
+# for the studio's browser tests.
 set -euo pipefail
 tools=(espeak-ng flite sox)
 debian_packages=(festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts
-                 asterisk-core-sounds-en-wav pocketsphinx-testdata)
+                 asterisk-core-sounds-en-wav pocketsphinx-testdata chromium)
 missing=()
 for t in "${tools[@]}"; do
   command -v "$t" >/dev/null 2>&1 || missing+=("$t")
@@ -21,7 +22,8 @@ if [ "$(uname)" = Darwin ] && command -v brew >/dev/null 2>&1; then
   brew list portaudio >/dev/null 2>&1 || missing+=(portaudio)
   [ ${#missing[@]} -eq 0 ] || brew install "${missing[@]}"
   echo "skipped on macOS (no Homebrew formula): festival and its voices (synthesis uses espeak-ng and" \
-       "flite), and ${debian_packages[*]:4} (the built-in safety set: pass --safety-manifest PATH)"
+       "flite), ${debian_packages[*]:4:2} (the built-in safety set: pass --safety-manifest PATH), and" \
+       "chromium (the studio's browser tests: set STUDIO_CHROMIUM to a Chrome or Chromium binary)"
   exit 0
 fi
 [ ${#missing[@]} -eq 0 ] && exit 0

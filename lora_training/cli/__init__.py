@@ -16,6 +16,7 @@ from lora_training.cli.commands import Commands, add_data_commands, add_evaluati
 from lora_training.cli.capture import add_capture_commands
 from lora_training.cli.corrections import add_corrections_commands
 from lora_training.cli.device import add_device_commands
+from lora_training.cli.studio import add_studio_commands
 from lora_training.errors import LoraTrainingError
 
 
@@ -36,6 +37,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     add_device_commands(cmd)
     add_capture_commands(cmd)
     add_corrections_commands(cmd)
+    add_studio_commands(cmd)
     return parser
 
 

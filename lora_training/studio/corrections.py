@@ -1,0 +1,3 @@
+"""The corrections page."""
+
+ROUTES: list = []

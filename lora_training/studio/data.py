@@ -1,0 +1,3 @@
+"""The data page."""
+
+ROUTES: list = []

@@ -1,0 +1,3 @@
+"""The record page."""
+
+ROUTES: list = []

@@ -1,0 +1,3 @@
+"""The results page."""
+
+ROUTES: list = []

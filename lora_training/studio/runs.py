@@ -1,0 +1,3 @@
+"""The runs page."""
+
+ROUTES: list = []
