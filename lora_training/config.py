@@ -25,6 +25,7 @@ PRECISIONS = ("fp32", "bf16", "fp16")
 DEFAULT_TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "fc1", "fc2")
 PATH_FIELDS = ("train_manifest", "eval_manifest", "replay_manifest", "vocabulary", "dev_manifest", "safety_manifest",
                "bias_vocabulary", "corrections_manifest")
+OPTIONAL_PATH_FIELDS = PATH_FIELDS[2:]
 
 
 @dataclass
@@ -102,6 +103,10 @@ class ExperimentConfig:
     num_threads: int = option(0, "torch CPU threads (0: all cores, at most 8)")
 
     def __post_init__(self) -> None:
+        # `--replay-manifest none` and the like: the word the help text offers means "off", not a file named none.
+        for name in OPTIONAL_PATH_FIELDS:
+            if isinstance(getattr(self, name), str) and getattr(self, name).strip().lower() == "none":
+                setattr(self, name, None)
         # Types first, from the annotations (a hand-edited config.json can hold anything); the
         # value checks below then run only on fields of the right type, and every problem is reported.
         hints = typing.get_type_hints(type(self))

@@ -45,6 +45,10 @@ class PlayerError(LoraTrainingError):
     """No way to play a clip; said when the user presses p, never before."""
 
 
+class ReviewError(LoraTrainingError):
+    """A decision that cannot be written (unknown clip, empty text, a clip that cannot be kept): nothing written."""
+
+
 @dataclass(frozen=True)
 class HeardClip:
     """One line of heard.jsonl: `text` is proposed as the written form, `heard` is what the model said."""
@@ -102,7 +106,7 @@ def _heard_problem(d: Any) -> str | None:
     return None
 
 
-class _Decisions:
+class Decisions:
     """The corrections manifest and the discard log: which clips are reviewed, and each new decision
     written at once, atomically, in place of any earlier decision on the same clip."""
 
@@ -113,12 +117,11 @@ class _Decisions:
 
     @staticmethod
     def _lines(path: Path, *, manifest: bool) -> dict[str, str]:
-        if not path.is_file() or not path.read_text(encoding="utf-8-sig").strip():
-            return {}
-        if manifest:  # every problem with file:line before anything is rewritten
+        text = path.read_text(encoding="utf-8-sig") if path.is_file() else ""
+        if manifest and text.strip():  # every problem with file:line before anything is rewritten
             load_numbered_manifest(path, check_audio=False)
         lines: dict[str, str] = {}
-        for lineno, line in enumerate(path.read_text(encoding="utf-8-sig").split("\n"), start=1):
+        for lineno, line in enumerate(text.split("\n"), start=1):
             if not line.strip():
                 continue
             try:
@@ -137,20 +140,42 @@ class _Decisions:
             return "discarded"
         return json.loads(self.rows[uid]).get("status", "accepted") if uid in self.rows else None
 
-    def decide(self, uid: str, row: Utterance | None, when: str) -> None:
-        """Keep `row` (accepted or edited), or discard the clip when it is None."""
+    def kept_text(self, uid: str) -> str | None:
+        return json.loads(self.rows[uid])["text"] if uid in self.rows else None
+
+    def apply(self, clip: HeardClip, text: str | None) -> str:
+        """Keep the clip with `text`, stripped ('accepted' when it is the heard text, else 'edited'), or
+        discard it when `text` is None; returns its new state. Raises ReviewError before any write."""
+        row, state = None, "discarded"
+        if text is not None:
+            duration, problem = trainable(clip)
+            if problem:
+                raise ReviewError(f"{clip.where}: {problem}; it cannot be kept, only discarded")
+            state = "accepted" if text.strip() == clip.text.strip() else "edited"
+            row = Utterance(audio=clip.audio, text=text.strip(), id=clip.id, duration=round(duration, 3),
+                            source="correction", heard=clip.heard, status=state, reviewed=_now())
+            if problems := field_problems(row.to_dict()):
+                raise ReviewError(f"clip {clip.id}: {problems[0]}")
         rows, discards = dict(self.rows), dict(self.discards)
-        rows.pop(uid, None)
-        discards.pop(uid, None)
+        rows.pop(clip.id, None)
+        discards.pop(clip.id, None)
         if row is None:
-            discards[uid] = json.dumps({"id": uid, "reviewed": when}, ensure_ascii=False)
+            discards[clip.id] = json.dumps({"id": clip.id, "reviewed": _now()}, ensure_ascii=False)
         else:
-            rows[uid] = manifest_bytes(self.out, [row]).decode("utf-8").rstrip("\n")
+            rows[clip.id] = manifest_bytes(self.out, [row]).decode("utf-8").rstrip("\n")
         files = {path: "".join(line + "\n" for line in new.values()).encode("utf-8")
                  for path, old, new in ((self.out, self.rows, rows), (self.discarded, self.discards, discards))
                  if new != old}
         atomic_write_files(files)
         self.rows, self.discards = rows, discards
+        return state
+
+
+def open_review(options: CorrectionsOptions) -> tuple[list[HeardClip], Decisions]:
+    """heard.jsonl's clips and the decisions made on them so far: what `just corrections` and the studio's
+    Corrections page review, each decision written by `Decisions.apply`."""
+    folder = Path(options.dictation_dir)
+    return load_heard(folder / HEARD_MANIFEST), Decisions(Path(options.out), folder / DISCARDED)
 
 
 class Player:
@@ -261,9 +286,7 @@ def review_corrections(options: CorrectionsOptions, *, ask: Callable[[str], str]
                        play: Callable[[str], None] | None = None,
                        out: Callable[[str], None] = print) -> ReviewSummary:
     """`just corrections`: each clip not yet reviewed (every clip with --all), one decision at a time."""
-    folder = Path(options.dictation_dir)
-    clips = load_heard(folder / HEARD_MANIFEST)
-    decisions = _Decisions(Path(options.out), folder / DISCARDED)
+    clips, decisions = open_review(options)
     todo = [c for c in clips if options.review_all or decisions.reviewed(c.id) is None]
     summary = ReviewSummary(options.out, len(clips), len(todo))
     session = _Session(decisions, ask, play or Player(options.player), out)
@@ -282,19 +305,19 @@ def review_corrections(options: CorrectionsOptions, *, ask: Callable[[str], str]
 
 
 class _Session:
-    """Shows one clip at a time and reads keys until a decision, which `_Decisions` writes at once."""
+    """Shows one clip at a time and reads keys until a decision, which `Decisions` writes at once."""
 
-    def __init__(self, decisions: _Decisions, ask, play, say):
+    def __init__(self, decisions: Decisions, ask, play, say):
         self.decisions, self.ask, self.play, self.say = decisions, ask, play, say
 
     def review(self, clip: HeardClip, counter: str) -> str:
         """The decision on one clip: 'accepted', 'edited', 'discarded' or 'skipped'."""
-        duration, problem = _trainable(clip)
+        duration, problem = trainable(clip)
         self.say(f"\n{counter} {clip.id}  " + (f"{duration:.1f} s" if duration else "? s"))
         self.say(f"  heard: {clip.text}" if clip.text.strip() else "  heard: (nothing)")
         if (before := self.decisions.reviewed(clip.id)) is not None:
-            row = json.loads(self.decisions.rows[clip.id]) if before != "discarded" else {}
-            self.say(f"  reviewed before: {before}" + (f": {row['text']}" if before == "edited" else ""))
+            self.say(f"  reviewed before: {before}"
+                     + (f": {self.decisions.kept_text(clip.id)}" if before == "edited" else ""))
         if problem:
             self.say(f"  ! {clip.where}: {problem}; it cannot be kept (d discards it)")
         while True:
@@ -304,29 +327,25 @@ class _Session:
             elif key == "s":
                 return "skipped"
             elif key == "d":
-                self.decisions.decide(clip.id, None, _now())
-                return "discarded"
+                return self.decisions.apply(clip, None)
             elif problem:
                 self.say("  this clip cannot be kept: d discards it, s skips it")
             elif key in ("", "a"):
                 if not clip.text.strip():
                     self.say("  nothing was heard: e types what was said")
-                elif self._keep(clip, clip.text.strip(), duration):
-                    return "accepted"
+                elif decided := self._keep(clip, clip.text):
+                    return decided
             elif key == "e":
                 text = self._text("  written form (Enter: back) > ")
-                if text and self._keep(clip, text, duration):
-                    return "accepted" if text == clip.text.strip() else "edited"
+                if text and (decided := self._keep(clip, text)):
+                    return decided
 
-    def _keep(self, clip: HeardClip, text: str, duration: float) -> bool:
-        status = "accepted" if text == clip.text.strip() else "edited"
-        row = Utterance(audio=clip.audio, text=text, id=clip.id, duration=round(duration, 3), source="correction",
-                        heard=clip.heard, status=status, reviewed=_now())
-        if problems := field_problems(row.to_dict()):
-            self.say(f"  ! not kept: {problems[0]}")
-            return False
-        self.decisions.decide(clip.id, row, row.reviewed)
-        return True
+    def _keep(self, clip: HeardClip, text: str) -> str | None:
+        try:
+            return self.decisions.apply(clip, text)
+        except ReviewError as e:
+            self.say(f"  ! not kept: {e}")
+            return None
 
     def _play(self, clip: HeardClip) -> None:
         try:
@@ -351,7 +370,7 @@ class _Session:
             raise _Quit from None
 
 
-def _trainable(clip: HeardClip) -> tuple[float | None, str | None]:
+def trainable(clip: HeardClip) -> tuple[float | None, str | None]:
     """(duration, why the clip cannot be trained on or None): its wav must exist and fit a clip's length."""
     if (problem := audio_path_problem(clip.audio)) is not None:
         return clip.duration, f"{problem}, got {clip.audio}"

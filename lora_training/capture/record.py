@@ -7,7 +7,8 @@ existing id or wav, so it never overwrites a clip. Level, clipping and pause pro
 right after each take, while redoing it costs five seconds instead of a poisoned dataset.
 
 The microphone is an `AudioSource`; keystrokes come from an injected `ask` function, so tests
-replace only the device and script the keys.
+replace only the device and script the keys. The studio's Record page records in the browser and
+shares the rest: `recorded`, `trim_key_sounds`, `describe_levels` and `save_take`.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import numpy as np
 from lora_training.atomic import atomic_write_text
 from lora_training.data.audio import MAX_SECONDS, MIN_SECONDS, SAMPLE_RATE, write_wav
 from lora_training.data.manifest import Utterance, field_problems, load_manifest
-from lora_training.data.quality import Thresholds, check_audio, dbfs
+from lora_training.data.quality import Levels, Thresholds, check_audio, dbfs
 from lora_training.errors import ConfigError, LoraTrainingError, ManifestError
 from lora_training.options import option
 
@@ -34,10 +35,11 @@ if TYPE_CHECKING:
 
 _ID = re.compile(r"^rec-(\d+)$")
 RECORDINGS_DIR = "recordings"
-# Sound of the Enter key trimmed from each take: its release just after the take starts, and
-# its press just before an Enter-stopped take ends.
+# Sound of the key trimmed from each take (Enter here, Space on the studio's Record page): its
+# release just after the take starts, and its press just before a key-stopped take ends.
 KEY_RELEASE_SECONDS = 0.1
 KEY_PRESS_SECONDS = 0.15
+TOO_SHORT = "too short to keep, record it again"
 
 
 class RecordingError(LoraTrainingError):
@@ -114,11 +116,16 @@ class Microphone:
             else:
                 stop()
         audio = np.concatenate(blocks)[:limit] if blocks else np.zeros(0, np.float32)
-        if self.rate != SAMPLE_RATE:
-            import soxr
+        return to_sample_rate(audio, self.rate)
 
-            audio = soxr.resample(audio, self.rate, SAMPLE_RATE, quality="HQ")
-        return np.ascontiguousarray(audio, dtype=np.float32)
+
+def to_sample_rate(mono: np.ndarray, rate: int) -> np.ndarray:
+    """Mono samples recorded at `rate` as float32 at 16 kHz (soxr HQ, as every clip is loaded)."""
+    if rate != SAMPLE_RATE:
+        import soxr
+
+        mono = soxr.resample(mono, rate, SAMPLE_RATE, quality="HQ")
+    return np.ascontiguousarray(mono, dtype=np.float32)
 
 
 def load_prompts(vocabulary: str | os.PathLike, count: int, *, seed: int = 0,
@@ -179,6 +186,54 @@ def _next_number(existing: list[Utterance], recordings: Path) -> int:
     return max(numbers, default=0) + 1
 
 
+def recorded(manifest: str | os.PathLike) -> list[Utterance]:
+    """The manifest's rows so far; a missing or blank manifest is a fresh start."""
+    manifest = Path(manifest)
+    started = manifest.exists() and manifest.read_text(encoding="utf-8-sig").strip()
+    return load_manifest(manifest, check_audio=False) if started else []
+
+
+def trim_key_sounds(audio: np.ndarray, *, stopped_by_key: bool = True) -> np.ndarray:
+    """A take without the key that started it (its release) and, when a key stopped it, that
+    key's press: loud on laptop microphones, each reads as speech cut at the edge."""
+    start = round(KEY_RELEASE_SECONDS * SAMPLE_RATE)
+    end = len(audio) - round(KEY_PRESS_SECONDS * SAMPLE_RATE) if stopped_by_key else len(audio)
+    return audio[start:max(start, end)]
+
+
+def describe_levels(levels: Levels) -> str:
+    """The one-line measurement shown after each take."""
+    pauses = "-" if levels.lead is None else f"{levels.lead:.2f}/{levels.trail:.2f} s"
+    return (f"{levels.seconds:.2f} s, peak {dbfs(levels.peak):.1f} dBFS, "
+            f"speech {dbfs(levels.speech_rms):.1f} dBFS, pauses {pauses}")
+
+
+def save_take(manifest: str | os.PathLike, prompt: GeneratedSentence, audio: np.ndarray, *,
+              speaker: str) -> Utterance:
+    """Keep one take: `recordings/rec-NNNN.wav` beside the manifest, then its row appended.
+
+    The number is one past every id and wav already there, read now, so a take never overwrites a
+    clip; the wav is written first, so a crash between the two leaves an orphan wav, never a row
+    without audio. Callers that may save concurrently hold one lock around this.
+    """
+    manifest = Path(manifest)
+    recordings = manifest.parent / RECORDINGS_DIR
+    utt_id = f"rec-{_next_number(recorded(manifest), recordings):04d}"
+    path = write_wav(recordings / f"{utt_id}.wav", audio)
+    utt = Utterance(
+        audio=str(path),
+        text=prompt.text,
+        id=utt_id,
+        duration=round(len(audio) / SAMPLE_RATE, 3),
+        source="real",
+        speaker=speaker,
+        spoken=prompt.spoken if prompt.spoken != prompt.text else None,
+        terms=list(prompt.terms) or None,
+    )
+    _append(manifest, utt)
+    return utt
+
+
 class _Quit(Exception):
     """q pressed or input ended: leaves the session from any depth of the prompt loop."""
 
@@ -193,7 +248,6 @@ class RecordingSession:
             raise ConfigError(f"seconds: take length out of range, expected {MIN_SECONDS:g}-{MAX_SECONDS:g} s, "
                               f"got {seconds:g}")
         self.manifest = Path(manifest)
-        self.recordings = self.manifest.parent / RECORDINGS_DIR
         self.source = source
         self.speaker = speaker
         self.seconds = seconds
@@ -202,12 +256,9 @@ class RecordingSession:
         self.say = say
 
     def run(self, prompts: list[GeneratedSentence]) -> SessionSummary:
-        started = self.manifest.exists() and self.manifest.read_text(encoding="utf-8-sig").strip()
-        existing = load_manifest(self.manifest, check_audio=False) if started else []
-        done = {u.text for u in existing}
+        done = {u.text for u in recorded(self.manifest)}
         todo = [p for p in prompts if p.text not in done]
         summary = SessionSummary(str(self.manifest), len(prompts), len(prompts) - len(todo), 0, 0, False)
-        number = _next_number(existing, self.recordings)
         stop_how = f"records {self.seconds:g} s" if self.seconds else "starts, Enter again stops"
         self.say(f"{len(todo)} of {len(prompts)} prompts to record into {self.manifest} "
                  f"(Enter {stop_how}; r redo, s skip, q quit)")
@@ -220,8 +271,8 @@ class RecordingSession:
                 if audio is None:
                     summary.skipped += 1
                     continue
-                self._save(prompt, audio, f"rec-{number:04d}")
-                number += 1
+                utt = save_take(self.manifest, prompt, audio, speaker=self.speaker)
+                self.say(f"  saved {utt.id}")
                 summary.recorded += 1
         except _Quit:
             summary.quit = True
@@ -237,14 +288,11 @@ class RecordingSession:
                 return None
             audio = self._record()
             levels, issues = check_audio(audio, self.thresholds)
-            pauses = "-" if levels.lead is None else f"{levels.lead:.2f}/{levels.trail:.2f} s"
-            self.say(f"  {levels.seconds:.2f} s, peak {dbfs(levels.peak):.1f} dBFS, "
-                     f"speech {dbfs(levels.speech_rms):.1f} dBFS, pauses {pauses}"
-                     + ("" if issues else ", OK"))
+            self.say(f"  {describe_levels(levels)}" + ("" if issues else ", OK"))
             for issue in issues:
                 self.say(f"  ! {issue.message}")
             if levels.seconds < MIN_SECONDS:
-                self.say("  too short to keep, record it again")
+                self.say(f"  {TOO_SHORT}")
                 continue
             key = self._key("  Enter: keep | r: redo | s: skip | q: quit > ", "rs")
             if key != "r":
@@ -264,13 +312,10 @@ class RecordingSession:
             self.say(f"  unknown key, expected Enter or one of {', '.join(allowed + 'q')}, got {key!r}")
 
     def _record(self) -> np.ndarray:
-        """One take without the Enter key's sound: its release at the start and, when Enter
-        stops the take, its press at the end (loud on laptop microphones, it reads as speech
-        cut at the edge)."""
-        start = round(KEY_RELEASE_SECONDS * SAMPLE_RATE)
+        """One take from the source, without the sounds of the Enter presses around it."""
         if self.seconds is not None:
             self.say(f"  recording {self.seconds:g} s ...")
-            return self.source.record(None, self.seconds)[start:]
+            return trim_key_sounds(self.source.record(None, self.seconds), stopped_by_key=False)
 
         def stop() -> None:
             try:
@@ -278,23 +323,7 @@ class RecordingSession:
             except EOFError:
                 pass
 
-        audio = self.source.record(stop, MAX_SECONDS)
-        return audio[start:max(start, len(audio) - round(KEY_PRESS_SECONDS * SAMPLE_RATE))]
-
-    def _save(self, prompt: GeneratedSentence, audio: np.ndarray, utt_id: str) -> None:
-        path = write_wav(self.recordings / f"{utt_id}.wav", audio)
-        utt = Utterance(
-            audio=str(path),
-            text=prompt.text,
-            id=utt_id,
-            duration=round(len(audio) / SAMPLE_RATE, 3),
-            source="real",
-            speaker=self.speaker,
-            spoken=prompt.spoken if prompt.spoken != prompt.text else None,
-            terms=list(prompt.terms) or None,
-        )
-        _append(self.manifest, utt)
-        self.say(f"  saved {utt_id}")
+        return trim_key_sounds(self.source.record(stop, MAX_SECONDS))
 
 
 @dataclass

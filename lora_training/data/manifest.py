@@ -172,14 +172,22 @@ def load_numbered_manifest(path: str | os.PathLike, *, check_audio: bool = True)
 
 def _read_rows(path: Path, check_audio: bool) -> list[tuple[int, Utterance]]:
     """`load_manifest` with each utterance's line number, for messages that point at the line."""
+    return _parse_rows(path, _read_lines(path), check_audio)
+
+
+def _read_lines(path: Path) -> list[str]:
     if not path.is_file():
         raise ManifestError([f"{path}: manifest not found, expected an existing JSONL file"])
     try:
-        # split("\n"), not splitlines(): a U+2028 inside a text is not the end of a line.
-        lines = path.read_text(encoding="utf-8-sig").split("\n")
+        # Bytes, then split("\n"): not splitlines(), as a U+2028 inside a text is not the end of a line, and
+        # no newline translation, so `replace_text` writes every other line back exactly (a CRLF's `\r` too).
+        return path.read_bytes().decode("utf-8-sig").split("\n")
     except (OSError, UnicodeDecodeError) as e:
         reason = e.strerror if isinstance(e, OSError) else e
         raise ManifestError([f"{path}: unreadable manifest, expected UTF-8 JSONL, got error: {reason}"]) from e
+
+
+def _parse_rows(path: Path, lines: list[str], check_audio: bool) -> list[tuple[int, Utterance]]:
     folder = _absolute(path).parent
     problems: list[str] = []
     rows: list[tuple[int, Utterance]] = []
@@ -226,6 +234,29 @@ def _read_rows(path: Path, check_audio: bool) -> list[tuple[int, Utterance]]:
     if not rows:
         raise ManifestError([f"{path}: empty manifest, expected at least one utterance line, got none"])
     return rows
+
+
+def replace_text(path: str | os.PathLike, lineno: int, text: str, *, row_id: str) -> Utterance:
+    """Give line `lineno` a new `text` (stripped), leaving every other byte of the file as it was, so an
+    edit made while looking at a row shows in a diff as that one line. `row_id` is the id the editor
+    showed: a line that now holds another row (the file changed meanwhile) is refused, as is a file
+    that would stop loading (empty text, a term no longer in the text, a clip with two transcripts).
+    Nothing is written unless the whole new file validates; returns the new row."""
+    path = Path(path)
+    lines = _read_lines(path)
+    rows = dict(_parse_rows(path, lines, check_audio=False))
+    if lineno not in rows or rows[lineno].id != row_id:
+        got = f"row {rows[lineno].id!r}" if lineno in rows else "no row there"
+        raise ManifestError([f"{path}:{lineno}: row changed since it was shown, expected row {row_id!r}, "
+                             f"got {got}; reload the page"])
+    line = lines[lineno - 1]
+    d = {**json.loads(line), "text": text.strip()}
+    ending = line[len(line.rstrip()):]  # a `\r` of a CRLF file stays
+    lines[lineno - 1] = json.dumps(d, ensure_ascii=False).translate(_LINE_BREAKS) + ending
+    new_rows = dict(_parse_rows(path, lines, check_audio=False))
+    bom = "\ufeff" if path.read_bytes().startswith(b"\xef\xbb\xbf") else ""
+    atomic_write_bytes(path, (bom + "\n".join(lines)).encode("utf-8"))
+    return new_rows[lineno]
 
 
 def save_manifest(path: str | os.PathLike, utterances: Iterable[Utterance]) -> Path:

@@ -15,11 +15,11 @@ from typing import Any
 from lora_training.formatting import hms, interval_text, percent
 
 
-def _num(value, spec: str) -> str:
+def num_text(value, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
-def _age(ts) -> str:
+def age_text(ts) -> str:
     if not ts:
         return "-"
     delta = int(time.time() - ts)
@@ -40,15 +40,15 @@ def render_status(rows: list[dict[str, Any]], detailed: bool) -> str:
         step = f"{r.get('step', 0)}/{r.get('max_steps', '?')}"
         eta = hms(r.get("eta_seconds")) if r.get("phase") == "running" else "-"
         lines.append(f"{r['name']:<24} {r.get('phase', '?'):<10} {step:>11} "
-                     f"{_num(r.get('loss'), '.4f'):>8} {percent(last):>9} {percent(best):>9} {_safety_change(r):>11} "
-                     f"{eta:>8}  {_age(r.get('updated_at'))}")
+                     f"{num_text(r.get('loss'), '.4f'):>8} {percent(last):>9} {percent(best):>9} "
+                     f"{safety_change_text(r):>11} {eta:>8}  {age_text(r.get('updated_at'))}")
         if r.get("phase") == "unreadable":  # its state file is damaged: say why under its row
             lines.append(f"  {r['error']}")
-        lines += [f"  {note}" for note in _notes(r)]
+        lines += [f"  {note}" for note in notes_of(r)]
     return "\n".join(lines)
 
 
-def _notes(r: dict[str, Any]) -> list[str]:
+def notes_of(r: dict[str, Any]) -> list[str]:
     """What safety-aware selection and stopping did (training/selection.py), one line each."""
     return ([f"early stop: {r['stop_reason']}"] if r.get("stop_reason") else []) + (
         [f"WARNING: {r['selection_warning']}"] if r.get("selection_warning") else [])
@@ -63,17 +63,17 @@ def _render_one(r: dict[str, Any]) -> str:
         f"phase:      {r.get('phase')}" + (f"  error: {r['error']}" if r.get("error") else ""),
         f"step:       {r.get('step', 0)}/{r.get('max_steps', '?')}"
         + (f"  ETA {hms(r.get('eta_seconds'))}" if r.get("phase") == "running" else ""),
-        f"loss:       {_num(r.get('loss'), '.4f')}  lr {_num(r.get('lr'), '.2e')}",
+        f"loss:       {num_text(r.get('loss'), '.4f')}  lr {num_text(r.get('lr'), '.2e')}",
         f"last dev:   step {last.get('step', '-')}  WER {percent(last.get('wer'))}  term recall "
-        f"{percent(last.get('term_recall'))}  safety WER {_safety(last, r.get('safety_baseline'))}",
+        f"{percent(last.get('term_recall'))}  safety WER {safety_text(last, r.get('safety_baseline'))}",
         f"best dev:   step {best.get('step', '-')}  WER {percent(best.get('wer'))}  term recall "
-        f"{percent(best.get('term_recall'))}  safety WER {_safety(best, r.get('safety_baseline'))}  (best_adapter)",
+        f"{percent(best.get('term_recall'))}  safety WER {safety_text(best, r.get('safety_baseline'))}  (best_adapter)",
         *([f"selection:  {selection['rule']}" + (f"; over budget at steps {', '.join(map(str, steps))}"
                                                   if (steps := selection.get("over_budget_steps")) else "")]
           if selection.get("rule") else []),
-        *_notes(r),
-        f"test:       {_test(r.get('test') or {})}",
-        f"pid:        {r.get('pid', '-')}  updated {_age(r.get('updated_at'))}",
+        *notes_of(r),
+        f"test:       {verdict_text(r.get('test') or {})}",
+        f"pid:        {r.get('pid', '-')}  updated {age_text(r.get('updated_at'))}",
     ]
     for name, path in (r.get("adapters") or {}).items():
         lines.append(f"{name + ':':<13}{path}")
@@ -83,19 +83,19 @@ def _render_one(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _safety_change(r: dict[str, Any]) -> str:
+def safety_change_text(r: dict[str, Any]) -> str:
     last, start = (r.get("last_eval") or {}).get("safety_wer"), r.get("safety_baseline")
     return "-" if last is None or start is None else f"{100 * (last - start):+.2f} pts"
 
 
-def _safety(row: dict[str, Any], start: float | None) -> str:
+def safety_text(row: dict[str, Any], start: float | None) -> str:
     if row.get("safety_wer") is None:
         return "-"
     change = "" if start is None else f", {100 * (row['safety_wer'] - start):+.2f} pts since step 0"
     return f"{percent(row['safety_wer'])} ({row.get('safety_n')} clips{change})"
 
 
-def _test(test: dict[str, Any]) -> str:
+def verdict_text(test: dict[str, Any]) -> str:
     """The eval manifest's verdict: the untouched model at step 0, best_adapter at the end."""
     base, best = test.get("baseline"), test.get("best")
     if not base:

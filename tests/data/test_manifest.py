@@ -12,6 +12,7 @@ from lora_training.data.manifest import (
     load_manifest,
     load_manifests,
     manifest_hash,
+    replace_text,
     save_manifest,
     total_seconds,
     validate_manifests,
@@ -183,3 +184,62 @@ def test_load_manifests_returns_each_set_and_reports_every_bad_one_together(tmp_
         load_manifests(bad)
     assert "none.jsonl: manifest not found" in str(info.value)
     assert "no_replay.jsonl: manifest not found" in str(info.value)
+
+
+def _hand_written(tmp_path) -> Path:
+    """A manifest as a person or another tool writes it: BOM, odd spacing, \\u escapes, a CRLF line, no
+    trailing newline, a blank line, a row without id; `replace_text` must keep all that byte for byte."""
+    for name in ("a", "b", "c"):
+        write_tone(tmp_path / "clips" / f"{name}.wav", 0.5)
+    lines = [b'\xef\xbb\xbf{"audio":"clips/a.wav",  "text": "caf\\u00e9 with kubectl", "terms": ["kubectl"]}\r',
+             b'{"text": "second row", "audio": "clips/b.wav", "id": "b", "speaker": "me"}',
+             b"",
+             b'{"audio": "clips/c.wav", "text": "third row", "id": "c"}']
+    path = tmp_path / "hand.jsonl"
+    path.write_bytes(b"\n".join(lines))
+    return path
+
+
+def test_replace_text_changes_one_line_and_keeps_every_other_byte(tmp_path):
+    path = _hand_written(tmp_path)
+    before = path.read_bytes().split(b"\n")
+    utt = replace_text(path, 2, "  the second \u2028 row, fixed ", row_id="b")
+    assert utt.text == "the second \u2028 row, fixed" and utt.speaker == "me"
+    after = path.read_bytes().split(b"\n")
+    assert len(after) == len(before) and [i for i, (x, y) in enumerate(zip(before, after)) if x != y] == [1]
+    assert json.loads(after[1]) == {"text": "the second \u2028 row, fixed", "audio": "clips/b.wav", "id": "b",
+                                    "speaker": "me"}
+    assert b"\\u2028" in after[1]  # escaped: the line stays one line for editors
+    # The first row has no id: its id is its audio path; its CRLF and the BOM stay.
+    replace_text(path, 1, "tea with kubectl", row_id="clips/a.wav")
+    lines = path.read_bytes().split(b"\n")
+    assert lines[0].startswith(b"\xef\xbb\xbf{") and lines[0].endswith(b"\r") and lines[1:] == after[1:]
+    assert [u.text for u in load_manifest(path)] == ["tea with kubectl", "the second \u2028 row, fixed", "third row"]
+
+
+@pytest.mark.parametrize("lineno, text, row_id, expected", [
+    (2, "", "b", "hand.jsonl:2: empty or invalid 'text'"),
+    (2, " \u200b ", "b", "hand.jsonl:2: invisible 'text'"),
+    (1, "tea only", "clips/a.wav", "hand.jsonl:1: term 'kubectl' not in 'text'"),
+    (2, "new", "c", "hand.jsonl:2: row changed since it was shown, expected row 'c', got row 'b'"),
+    (3, "new", "b", "hand.jsonl:3: row changed since it was shown, expected row 'b', got no row there"),
+    (9, "new", "b", "hand.jsonl:9: row changed since it was shown"),
+    (2, "x" * 2001, "b", "'text' too long"),
+])
+def test_replace_text_refusals_write_nothing(tmp_path, lineno, text, row_id, expected):
+    path = _hand_written(tmp_path)
+    before = path.read_bytes()
+    with pytest.raises(ManifestError) as e:
+        replace_text(path, lineno, text, row_id=row_id)
+    assert expected in str(e.value) and "\n" not in str(e.value)
+    assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["clips", "hand.jsonl"]
+
+
+def test_replace_text_refuses_a_second_transcript_for_a_repeated_clip(tmp_path):
+    write_tone(tmp_path / "a.wav", 0.5)
+    path = tmp_path / "m.jsonl"  # `mix` repeats rows to upsample
+    path.write_text('{"audio": "a.wav", "text": "one", "id": "x"}\n{"audio": "a.wav", "text": "one", "id": "y"}\n')
+    before = path.read_bytes()
+    with pytest.raises(ManifestError, match="already listed on line 1 with another text"):
+        replace_text(path, 2, "another text", row_id="y")
+    assert path.read_bytes() == before

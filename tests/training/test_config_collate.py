@@ -95,3 +95,11 @@ def test_pad_labels_and_audio():
     values, mask = pad_audio([a, np.full(5, 0.5, dtype=np.float32)])
     assert values.shape == (2, 5) and mask.tolist() == [[1, 1, 1, 0, 0], [1] * 5]
     assert values[0, 3:].abs().sum() == 0
+
+
+def test_none_in_an_optional_path_field_means_off():
+    """`--replay-manifest none` (the help text's word for off) is None, not a file called none."""
+    from lora_training.config import ExperimentConfig
+
+    cfg = ExperimentConfig(replay_manifest="none", dev_manifest="None", safety_manifest=" none ").with_absolute_paths()
+    assert (cfg.replay_manifest, cfg.dev_manifest, cfg.safety_manifest) == (None, None, None)
