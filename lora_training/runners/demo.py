@@ -43,6 +43,7 @@ RECIPES = {
                                              "lora_alpha": 64, "lora_dropout": 0.1, "use_dora": True}},
 }
 EXPERIMENT = "demo_tune"
+WORKDIR = f"{DEFAULT_OUTPUTS}/demo"
 
 
 def build_demo_user(data: Path, *, progress: bool = True) -> list[str]:
@@ -150,7 +151,7 @@ def run_demo(workdir: str | Path | None = None, recipe: str = "default") -> int:
     """Build the demo user, run the pipeline from scratch, print the final table; returns the exit code."""
     from lora_training.reporting.console import print_results
 
-    work = Path(workdir or f"{DEFAULT_OUTPUTS}/demo" + ("" if recipe == "default" else f"-{recipe}"))
+    work = Path(workdir or WORKDIR + ("" if recipe == "default" else f"-{recipe}"))
     started = time.perf_counter()
     _clear(work)
     print(f"demo: building the demo user ({USER_SENTENCES} sentences in espeak-ng voice {USER_VOICE}) in {work}/data")
@@ -162,4 +163,6 @@ def run_demo(workdir: str | Path | None = None, recipe: str = "default") -> int:
     print_results(json.loads(Path(result["output"]).read_text(encoding="utf-8")), show=5)
     report = next(s["result"]["report"] for s in state["stages"] if s["name"] == "report")
     print(f"\ndemo finished in {(time.perf_counter() - started) / 60:.1f} min; report: {report}")
+    print(f"see it in the browser: just studio --demo" + ("" if work == Path(WORKDIR) else f" --outputs {work} "
+          f"--data {work}/data --vocabulary {work}/data/vocabulary.txt"))
     return 0

@@ -5,13 +5,19 @@ from __future__ import annotations
 import ipaddress
 import threading
 import webbrowser
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from lora_training.capture.corrections import DICTATION_DIR
 from lora_training.defaults import default_model, model_help
 from lora_training.errors import ConfigError
-from lora_training.options import option
+from lora_training.options import default_of, option
+from lora_training.runners.demo import WORKDIR as DEMO
 from lora_training.runs import DEFAULT_OUTPUTS
+
+# `--demo`: the folders `make demo` writes, for every folder option left at its default.
+DEMO_PATHS = {"outputs": DEMO, "data": f"{DEMO}/data", "vocabulary": f"{DEMO}/data/vocabulary.txt",
+              "manifest": f"{DEMO}/data/my_voice_all.jsonl", "dictation_dir": f"{DEMO}/data/dictation",
+              "corrections": f"{DEMO}/data/corrections.jsonl"}
 
 
 @dataclass
@@ -32,8 +38,14 @@ class StudioOptions:
     dictation_dir: str = option(DICTATION_DIR, "folder of `dictate --keep` the Corrections page reviews")
     corrections: str = option("data/corrections.jsonl", "corrections manifest the Corrections page writes")
     no_browser: bool = option(False, "do not open the browser")
+    demo: bool = option(False, f"serve the demo's folders ({DEMO}: its runs, data/ and vocabulary) in place of "
+                               f"every folder option left at its default")
 
     def __post_init__(self) -> None:
+        if self.demo:
+            for f in fields(self):
+                if f.name in DEMO_PATHS and getattr(self, f.name) == default_of(f):
+                    setattr(self, f.name, DEMO_PATHS[f.name])
         if not 0 < self.port < 65536:
             raise ConfigError(f"port: expected 1-65535, got {self.port}")
         if not _loopback(self.host) and not self.token:

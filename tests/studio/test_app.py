@@ -77,3 +77,10 @@ def test_cli_refuses_an_open_address_without_token():
     done = subprocess.run([sys.executable, "main.py", "studio", "--host", "0.0.0.0", "--no-browser"], cwd=REPO,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 1 and done.stderr.count("\n") == 1 and "--token" in done.stderr
+
+
+def test_demo_serves_the_demo_folders_except_those_given():
+    options = StudioOptions(demo=True, vocabulary="my/vocab.txt")
+    assert options.outputs == "outputs/demo" and options.data == "outputs/demo/data"
+    assert options.manifest == "outputs/demo/data/my_voice_all.jsonl" and options.vocabulary == "my/vocab.txt"
+    assert StudioOptions().outputs == "outputs"
