@@ -39,9 +39,8 @@ class VocabularyError(ConfigError):
     so a hand-written file is fixed in one pass rather than one error at a time."""
 
     def __init__(self, problems: list[str]):
-        self.problems = list(problems)
-        head = f"{len(self.problems)} vocabulary problem(s):"
-        super().__init__("\n  ".join([head, *self.problems]) if len(self.problems) > 1 else self.problems[0])
+        head = f"{len(problems)} vocabulary problem(s):"
+        super().__init__("\n  ".join([head, *problems]) if len(problems) > 1 else problems[0], problems=problems)
 
 
 @dataclass
