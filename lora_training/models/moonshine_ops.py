@@ -80,6 +80,56 @@ def clip_encoder_states(model, audio: np.ndarray, *, normalize: bool = False):
     return out.last_hidden_state[0].detach()
 
 
+def cross_projections(model, states) -> list[tuple[Any, Any]]:
+    """Each decoder layer's frozen cross-attention key and value projections (frames × width) of one
+    clip's encoder states, adapters left out. When only the decoder trains they never change, so a
+    trainer computes them once per clip rather than every step (~12% of a moonshine-base decoder-only
+    step); the adapters on `k_proj`/`v_proj` still run on the states at every step."""
+    import torch
+
+    with torch.no_grad():
+        return [(_frozen(layer.encoder_attn.k_proj)(states), _frozen(layer.encoder_attn.v_proj)(states))
+                for layer in model.get_decoder().layers]
+
+
+def _frozen(linear):
+    """The frozen Linear under a PEFT layer (or the Linear itself)."""
+    return linear.get_base_layer() if hasattr(linear, "get_base_layer") else linear
+
+
+@contextmanager
+def precomputed_cross_projections(model, projections: list[tuple[Any, Any]]) -> Iterator[None]:
+    """While the decoder runs on a batch, each cross-attention `k_proj`/`v_proj` frozen layer answers
+    with its precomputed output (`projections`: per layer, batch × frames × width, from
+    `cross_projections`, padded) instead of multiplying again. Only adapted layers (PEFT's, whose
+    forward calls `base_layer` and adds the adapter) are switched; DoRA's weight norm still reads the
+    real layer through `get_base_layer()`."""
+    import torch
+
+    class Precomputed(torch.nn.Module):
+        def __init__(self, output, layer):
+            super().__init__()
+            self.output, self.base_layer = output, layer
+
+        def forward(self, x, *args, **kwargs):
+            if x.shape[:-1] != self.output.shape[:-1]:
+                raise ValueError(f"precomputed cross projection: states {tuple(x.shape)}, expected "
+                                 f"{tuple(self.output.shape[:-1])} × hidden")
+            return self.output
+
+    swapped = []
+    for layer, outputs in zip(model.get_decoder().layers, projections):
+        for proj, output in zip((layer.encoder_attn.k_proj, layer.encoder_attn.v_proj), outputs):
+            if hasattr(proj, "base_layer"):
+                swapped.append((proj, proj.base_layer))
+                proj.base_layer = Precomputed(output, proj.base_layer)
+    try:
+        yield
+    finally:
+        for proj, original in swapped:
+            proj.base_layer = original
+
+
 def decoder_loss(model, encoder_states, encoder_mask, labels):
     """The same loss as `model(labels=...)`, but the 32k-way output projection runs only at real
     label positions, not at padding (with its loss it is still ~17% of a moonshine-base decoder-only

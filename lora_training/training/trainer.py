@@ -31,11 +31,12 @@ from lora_training.config import ExperimentConfig, adapter_kind
 from lora_training.data.audio import AudioCache
 from lora_training.data.manifest import load_manifests, manifest_hash
 from lora_training.errors import LoraTrainingError, TrainingDiverged
-from lora_training.models.moonshine_ops import clip_encoder_states, decoder_loss, encoder_outputs, padded_encoder_outputs
+from lora_training.models.moonshine_ops import decoder_loss, encoder_outputs
 from lora_training.training.checkpoints import CheckpointManager, restore, seed_everything, state_digest
 from lora_training.training.collate import Example, build_examples, check_label_lengths, pad_labels
 from lora_training.training.data_order import DataOrder, lr_factor, with_corrections
 from lora_training.training.dev_split import CARVED, dev_and_train, dev_digest
+from lora_training.training.encoder_cache import EncoderCache
 from lora_training.training.evals import (EvalSet, InLoopEvals, adapter_weights, brief, describe, eval_bias,
                                           safety_set, seen_terms, terms_by_source)
 from lora_training.training.selection import Selection, settle
@@ -131,10 +132,12 @@ class Trainer:
         check_label_lengths(self.train_utts, self.train_examples, model.config.max_position_embeddings)
 
         # With no adapter in the encoder its output for a clip never changes: compute it once,
-        # without gradients, and train only the decoder on the cached states.
+        # without gradients, and train only the decoder on the cached states (and, in fp32 on one
+        # process, on the cached cross-attention keys and values: training/encoder_cache.py).
         self.cache_encoder = cfg.adapter_sites == "decoder"
-        self.encoder_cache: dict[str, torch.Tensor] = {}
         self.normalize_audio = bool(getattr(self.processor.feature_extractor, "do_normalize", False))
+        self.encoder_cache = EncoderCache(normalize=self.normalize_audio,
+                                          cross=cfg.precision == "fp32" and self.accelerator.num_processes == 1)
 
         params = [p for p in model.parameters() if p.requires_grad]
         # foreach: one fused update over all adapter tensors instead of a Python loop per tensor (CPU default is off).
@@ -177,27 +180,21 @@ class Trainer:
 
     # --- one step ------------------------------------------------------------------------
 
-    def _encoder_states(self, examples: list[Example]):
-        """The batch's encoder outputs, padded; each clip's are computed once, without gradients, and cached."""
-        base = self.accelerator.unwrap_model(self.model).get_base_model()
-        for e in examples:
-            if e.key not in self.encoder_cache:
-                self.encoder_cache[e.key] = clip_encoder_states(base, e.audio, normalize=self.normalize_audio)
-        return padded_encoder_outputs([self.encoder_cache[e.key] for e in examples])
-
     def _loss(self, examples: list[Example]) -> torch.Tensor:
         labels = pad_labels([e.labels for e in examples]).to(self.accelerator.device)
         base = self.accelerator.unwrap_model(self.model).get_base_model()
         with self.accelerator.autocast():
+            cached = contextlib.nullcontext()
             if self.cache_encoder:
-                encoded = self._encoder_states(examples)
+                encoded, cached = self.encoder_cache.batch(base, examples)
             else:
                 # Train as you decode: each clip encoded as transcription encodes it, not zero-padded,
                 # since the encoder's GroupNorm spans time and padding shifts every shorter clip's states.
                 encoded = encoder_outputs(base, [e.audio for e in examples], normalize=self.normalize_audio)
             if self.accelerator.num_processes == 1:
                 # Projects to the vocabulary only at real label positions.
-                return decoder_loss(base, encoded.last_hidden_state, encoded.attention_mask, labels)
+                with cached:
+                    return decoder_loss(base, encoded.last_hidden_state, encoded.attention_mask, labels)
             # Under DDP the forward goes through the wrapper, which readies its gradient hooks for this
             # backward; they fire for the encoder adapters too, though their forward ran outside it.
             return self.model(encoder_outputs=encoded, labels=labels).loss
