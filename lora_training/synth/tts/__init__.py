@@ -11,6 +11,7 @@ from lora_training.synth.tts.f5_mlx import F5MlxBackend
 from lora_training.synth.tts.festival import FestivalBackend
 from lora_training.synth.tts.flite import FliteBackend
 from lora_training.synth.tts.offline import OfflineBackend
+from lora_training.synth.tts.pocket import PocketBackend
 
 BACKENDS: dict[str, Callable[[BackendOptions], TtsBackend]] = {
     "espeak": EspeakBackend,
@@ -19,6 +20,7 @@ BACKENDS: dict[str, Callable[[BackendOptions], TtsBackend]] = {
     "offline": OfflineBackend,
     "f5-tts": F5Backend,
     "f5-tts-mlx": F5MlxBackend,
+    "pocket-tts": PocketBackend,
 }
 
 __all__ = ["BACKENDS", "BackendOptions", "Clip", "TtsBackend"]

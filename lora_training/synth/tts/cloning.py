@@ -1,6 +1,6 @@
-"""What the voice-cloning backends (F5-TTS and its MLX port) need before a model is loaded:
-the package, the weights (hub downloads, so offline they must already be cached) and short
-reference clips of the user with their transcripts."""
+"""What the voice-cloning backends (F5-TTS, its MLX port, Pocket TTS) need before a model is
+loaded: the package, the weights (hub downloads, so offline they must already be cached) and
+short reference clips of the user with their transcripts."""
 
 from __future__ import annotations
 
@@ -26,16 +26,21 @@ def require_package(backend: str, module: str, requirement: str) -> None:
         )
 
 
-def require_hub_files(backend: str, files: tuple[tuple[str, str], ...]) -> None:
+def require_hub_files(backend: str, files: tuple[tuple[str, ...], ...]) -> None:
     """Weights come from the Hugging Face hub: offline, every file must already be in its cache.
 
     Without this check the package would retry the unreachable hub and end in a traceback.
+    A file is `(repo, path)` or `(repo, path, revision)`: one a package pins to a commit is cached
+    under that commit, where a lookup of the default branch would not find it.
     """
     from huggingface_hub import try_to_load_from_cache
 
     from lora_training.models.registry import _hub_resolvable
 
-    missing = [f"{repo}/{name}" for repo, name in files if not isinstance(try_to_load_from_cache(repo, name), str)]
+    missing = []
+    for repo, name, *pinned in files:
+        if not isinstance(try_to_load_from_cache(repo, name, revision=pinned[0] if pinned else None), str):
+            missing.append(f"{repo}/{name}")
     if missing and not _hub_resolvable():
         raise ModelError(
             f"{backend} backend: model weights not downloaded and the Hugging Face hub is unreachable, "
@@ -57,7 +62,7 @@ def load_references(backend: str, manifest: str | None) -> tuple[Reference, ...]
 
 
 def check_cloning(backend: str, options, module: str, requirement: str,
-                  files: tuple[tuple[str, str], ...]) -> tuple[Reference, ...]:
+                  files: tuple[tuple[str, ...], ...]) -> tuple[Reference, ...]:
     """Every cheap check a cloning backend makes before work starts; returns its reference clips."""
     voices = (*options.exclude_voices, *options.voices)
     if voices:
