@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	# Pinned: this machine serves a CPU build of 2.13.0 from disk; a bare `torch` pulls GBs of CUDA.
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[embedded,runtimes,record,studio,dev]'
+	$(PY) -m pip install -q -e '.[embedded,runtimes,record,studio,dev,pocket]'
 	# The lowest transformers release we support, for tests/models/test_transformers_range.py.
 	bash scripts/transformers-range.sh $(PY)
 	touch $(STAMP)

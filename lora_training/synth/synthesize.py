@@ -55,7 +55,8 @@ class SynthConfig:
     output: str = option("data/synthetic_train.jsonl", "manifest to write; clips go to <stem>_audio/ beside it")
     backend: str = option("offline", "TTS backend; offline: the voices of every installed espeak-ng, flite and "
                                      "festival", choices=tuple(BACKENDS))
-    reference_manifest: str | None = option(None, "recordings of the user whose voice f5-tts clones")
+    reference_manifest: str | None = option(None, "recordings of the user whose voice a cloning backend "
+                                                  "(f5-tts, f5-tts-mlx, pocket-tts) clones")
     exclude_voices: tuple[str, ...] = option((), "voices never used: an espeak voice or language (en-us+m3, en-gb), "
                                                  "flite:NAME, festival:NAME, or an engine (flite) with offline",
                                            nargs="+", metavar="VOICE")

@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def test_backend_table_names_match_the_backends():
-    assert set(BACKENDS) == {"espeak", "flite", "festival", "offline", "f5-tts", "f5-tts-mlx"}
+    assert set(BACKENDS) == {"espeak", "flite", "festival", "offline", "f5-tts", "f5-tts-mlx", "pocket-tts"}
     for name, build in BACKENDS.items():
         assert build(BackendOptions()).name == name
 
