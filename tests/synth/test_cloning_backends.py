@@ -26,6 +26,9 @@ HOP, MODEL_RATE = 256, 24000
 TINY_ARCH = dict(dim=64, depth=2, heads=2, ff_mult=2, text_dim=32, text_mask_padding=True, qk_norm=None,
                  conv_layers=1, pe_attn_head=None, attn_backend="torch", attn_mask_enabled=False,
                  checkpoint_activations=False)
+# `make test` installs both libraries (scripts/cloning-test-deps.sh); a skip means a venv made otherwise.
+NEEDS_F5 = "f5-tts not installed: run scripts/cloning-test-deps.sh PYTHON (make test's install step does)"
+NEEDS_MLX = "f5-tts-mlx/mlx not installed: run scripts/cloning-test-deps.sh PYTHON (make test's install step does)"
 TINY_VOCOS = """\
 feature_extractor:
   class_path: vocos.feature_extractors.MelSpectrogramFeatures
@@ -56,7 +59,7 @@ class TinyF5:
 @pytest.fixture(scope="module")
 def tiny_f5(tmp_path_factory):
     """Random weights for CFM(DiT) and Vocos, written as the published checkpoint and vocoder files."""
-    pytest.importorskip("f5_tts")
+    pytest.importorskip("f5_tts", reason=NEEDS_F5)
     from importlib.resources import files
 
     import torch
@@ -139,7 +142,7 @@ def test_f5_through_synthesize_dataset_writes_and_resumes(tiny_f5, references, t
 
 
 def test_f5_cli_offline_names_the_missing_weights_in_one_line(references, tmp_path):
-    pytest.importorskip("f5_tts")
+    pytest.importorskip("f5_tts", reason=NEEDS_F5)
     sentences = tmp_path / "sentences.txt"
     sentences.write_text("Run kubectl apply.\n")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "empty_cache")}
@@ -185,8 +188,8 @@ class TinyMlx:
 
 
 def test_f5_mlx_clones_a_16khz_clip_with_a_random_small_model(references, tmp_path):
-    pytest.importorskip("mlx.core")
-    pytest.importorskip("f5_tts_mlx")
+    pytest.importorskip("mlx.core", reason=NEEDS_MLX)
+    pytest.importorskip("f5_tts_mlx", reason=NEEDS_MLX)
     from lora_training.synth.tts.f5_mlx import F5MlxBackend
 
     (tmp_path / "config.yaml").write_text(TINY_VOCOS)
