@@ -102,8 +102,12 @@ def tokenizer_json() -> Path:
     return _package_dir("moonshine_onnx", "useful-moonshine-onnx") / "assets" / "tokenizer.json"
 
 
+BECKETT_TRANSCRIPT = "Ever tried. Ever failed. No matter. Try again. Fail again. Fail better."
+
+
 def beckett_wav() -> Path:
-    """The short English test clip shipped in the moonshine-cpp wheel (Beckett's "fail better")."""
+    """The short English test clip shipped in the moonshine-cpp wheel (Beckett's "fail better"):
+    BECKETT_TRANSCRIPT, six phrases with ~0.7 s pauses."""
     return _package_dir("moonshine_cpp", "moonshine-cpp") / "test-data" / "beckett.wav"
 
 

@@ -13,13 +13,12 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from lora_training.data.manifest import Utterance, load_manifest, save_manifest
-from lora_training.models.embedded import beckett_wav
+from lora_training.data.manifest import load_manifest
+from lora_training.models.embedded import BECKETT_TRANSCRIPT
 from lora_training.synth.tts import BACKENDS, BackendOptions
 from lora_training.synth.tts.cloning import load_references
 
 REPO = Path(__file__).resolve().parents[2]
-TRANSCRIPT = "Ever tried. Ever failed. No matter. Try again. Fail again. Fail better."
 SPOKEN = "Run cube control apply before the demo."
 # F5's mel frames: 24 kHz audio, hop 256.
 HOP, MODEL_RATE = 256, 24000
@@ -82,20 +81,6 @@ def tiny_f5(tmp_path_factory):
     return TinyF5(str(folder))
 
 
-@pytest.fixture
-def references(tmp_path):
-    """The user's one recording: the Beckett clip with the pauses a take has around it (a clip that
-    starts or ends mid-speech is not chosen as a reference)."""
-    audio, rate = sf.read(str(beckett_wav()), dtype="float32")
-    audio = audio[: int(9.35 * rate)]  # the six phrases end by 9.1 s; with the pauses it stays within 10 s
-    pause = np.zeros(int(0.3 * rate), dtype=np.float32)
-    sf.write(tmp_path / "me.wav", np.concatenate([pause, audio, pause]), rate)
-    path = tmp_path / "me.jsonl"
-    save_manifest(path, [Utterance(audio=str(tmp_path / "me.wav"), text=TRANSCRIPT, id="beckett",
-                                   duration=round(len(audio) / rate + 0.6, 3))])
-    return str(path)
-
-
 def test_f5_clones_a_16khz_clip_as_long_as_f5s_duration_rule(tiny_f5, references):
     from lora_training.synth.tts.f5 import F5Backend
 
@@ -114,7 +99,7 @@ def test_f5_clones_a_16khz_clip_as_long_as_f5s_duration_rule(tiny_f5, references
     speed = replay.uniform(0.9, 1.1)
     assert sf.info(backend.references[0].audio).samplerate == MODEL_RATE  # chosen and resampled once
     ref_frames = sf.info(backend.references[0].audio).frames // HOP
-    frames = int(ref_frames / len(TRANSCRIPT + "  ") * len(SPOKEN) / speed)
+    frames = int(ref_frames / len(BECKETT_TRANSCRIPT + "  ") * len(SPOKEN) / speed)
     assert len(clip.samples) / 16000 == pytest.approx((frames - 1) * HOP / MODEL_RATE, abs=0.005)
 
 def test_f5_through_synthesize_dataset_writes_and_resumes(tiny_f5, references, tmp_path, monkeypatch):

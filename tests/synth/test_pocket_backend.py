@@ -17,9 +17,9 @@ import pytest
 import soundfile as sf
 import yaml
 
-from lora_training.data.manifest import Utterance, load_manifest, save_manifest
+from lora_training.data.manifest import load_manifest
 from lora_training.errors import ModelError
-from lora_training.models.embedded import beckett_wav
+from lora_training.models.embedded import BECKETT_TRANSCRIPT
 from lora_training.synth.tts import BACKENDS, BackendOptions
 
 # find_spec, not importorskip: importing pocket_tts at collection would set torch's threads (below).
@@ -27,7 +27,6 @@ pytestmark = pytest.mark.skipif(importlib.util.find_spec("pocket_tts") is None,
                                 reason="pocket-tts not installed (pip install -e '.[pocket]')")
 
 REPO = Path(__file__).resolve().parents[2]
-TRANSCRIPT = "Ever tried. Ever failed. No matter. Try again. Fail again. Fail better."
 SPOKEN = "Run cube control apply before the demo."
 SENTENCES = ["Restart nginx now.", "Run kubectl apply."]
 # Mimi's frames: 12.5 per second, 1920 samples at 24 kHz, 1280 at 16 kHz.
@@ -87,7 +86,7 @@ def tiny_pocket(tmp_path_factory):
 
     folder = tmp_path_factory.mktemp("tiny_pocket")
     spm.SentencePieceTrainer.train(
-        sentence_iterator=iter([TRANSCRIPT, SPOKEN, *SENTENCES, "Now, then; what: yes! no?"]),
+        sentence_iterator=iter([BECKETT_TRANSCRIPT, SPOKEN, *SENTENCES, "Now, then; what: yes! no?"]),
         model_prefix=str(folder / "tokenizer"), vocab_size=60, model_type="bpe", hard_vocab_limit=False,
         minloglevel=2,
     )
@@ -103,20 +102,6 @@ def tiny_pocket(tmp_path_factory):
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, folder / "model.safetensors")
     (folder / "tiny.yaml").write_text(yaml.safe_dump({**config, "weights_path": str(folder / "model.safetensors")}))
     return TinyPocket(str(folder / "tiny.yaml"))
-
-
-@pytest.fixture
-def references(tmp_path):
-    """The user's one recording: the Beckett clip with the pauses a take has around it (a clip that
-    starts or ends mid-speech is not chosen as a reference)."""
-    audio, rate = sf.read(str(beckett_wav()), dtype="float32")
-    audio = audio[: int(9.35 * rate)]  # the six phrases end by 9.1 s; with the pauses it stays within 10 s
-    pause = np.zeros(int(0.3 * rate), dtype=np.float32)
-    sf.write(tmp_path / "me.wav", np.concatenate([pause, audio, pause]), rate)
-    path = tmp_path / "me.jsonl"
-    save_manifest(path, [Utterance(audio=str(tmp_path / "me.wav"), text=TRANSCRIPT, id="beckett",
-                                   duration=round(len(audio) / rate + 0.6, 3))])
-    return str(path)
 
 
 def test_pocket_clones_a_16khz_clip_as_long_as_the_models_budget_for_the_text(tiny_pocket, references):
