@@ -156,7 +156,8 @@ class InLoopEvals:
             s = self.score(model, processor, self.safety, per_clip=True)
             # Per-clip errors, so each later score is compared with step 0's clip by clip (selection.py).
             result.update(safety_wer=s["wer"], safety_wer_interval=s["wer_interval"], safety_n=s["n_utterances"],
-                          safety_seconds=s["eval_seconds"], safety_errors=s["errors"], safety_words=s["words"])
+                          safety_seconds=s["eval_seconds"], safety_errors=s["errors"], safety_words=s["words"],
+                          safety_looping=s["n_looping"])
         return result
 
     def test(self, model, processor) -> dict[str, Any]:

@@ -16,7 +16,11 @@ step 0 and now, resampled together) lies above zero. The in-loop set is small (8
 one word is ~0.6 points), so without the second condition a single misheard word would exclude a
 checkpoint; measured on a simulated user (benchmarks/quality.py), that rule passed over every
 trained checkpoint of a run whose dev WER fell from 41% to 1% and kept the untouched model. The
-final `evaluate` on the 61-clip measurement half is the verdict on forgetting.
+final `evaluate` on the 61-clip measurement half is the verdict on forgetting. One exception to
+"shown": a safety clip whose transcript loops (`repetition_flag`) where step 0's did not is over
+whenever the score is beyond the budget, however wide the interval: one looping clip is one clip,
+so its interval always spans 0, but it is the failure forgetting looks like (a `both` demo run chose
+a step whose 24-clip safety score was +14 points from one loop, and its 61-clip verdict was +6.8).
 
 A dev eval without a safety score of its own (`--safety-every 2` skips every other one) cannot
 become best_adapter/. A score carried from an earlier step says nothing about these weights, and
@@ -50,6 +54,7 @@ class Selection:
     safety_start: float | None = None  # step 0's safety WER; None: safety in the loop is off
     start_errors: list[int] | None = None  # step 0's word errors per safety clip, and the clips' words
     start_words: list[int] | None = None
+    start_looping: int | None = None  # step 0's looping safety transcripts
     streak: int = 0  # consecutive over-budget safety scores
     trained_scored: int = 0  # safety scores after step 0
     over: list[dict[str, Any]] = field(default_factory=list)  # {step, wer, safety_wer} of each over-budget score
@@ -66,19 +71,21 @@ class Selection:
         if step == 0:
             self.safety_start = safety
             self.start_errors, self.start_words = result.get("safety_errors"), result.get("safety_words")
+            self.start_looping = result.get("safety_looping")
         if self.lowest_dev is None or wer < self.lowest_dev:
             self.lowest_dev, self.evals_since_best = wer, 0
         else:
             self.evals_since_best += 1
         lower = self.best is None or wer < self.best["wer"]
-        unscored = over = False  # safety in the loop off: the dev WER alone chooses
+        unscored = over = looping = False  # safety in the loop off: the dev WER alone chooses
         note = None
         if self.safety_start is not None and safety is None:
             unscored = True
         elif self.safety_start is not None:
             interval = self._change_interval(result.get("safety_errors"))
             beyond = self.points(safety) > self.budget
-            over = beyond and (interval is None or interval[0] > 0)
+            looping = (result.get("safety_looping") or 0) > (self.start_looping or 0)
+            over = beyond and (interval is None or interval[0] > 0 or looping)
             self.trained_scored += step > 0
             self.streak = self.streak + 1 if over else 0
             if over:
@@ -92,7 +99,8 @@ class Selection:
             return True, note
         if over:
             return False, (f"safety over budget at step {step}: {self.points(safety):+.2f} WER points over step 0 "
-                           f"(budget +{self.budget:.2f}"
+                           + ("(a safety transcript loops that did not at step 0) " if looping else "")
+                           + f"(budget +{self.budget:.2f}"
                            + (f"; {self.streak} of {self.patience} in a row stop the run)" if self.patience else ")")
                            + ("; its lower dev WER is not chosen for best_adapter" if lower else ""))
         if lower and unscored:
@@ -157,8 +165,8 @@ class Selection:
 
     # --- checkpoints --------------------------------------------------------------------
 
-    _KEPT = ("lowest_dev", "safety_start", "start_errors", "start_words", "streak", "trained_scored", "over",
-             "unscored")
+    _KEPT = ("lowest_dev", "safety_start", "start_errors", "start_words", "start_looping", "streak", "trained_scored",
+             "over", "unscored")
 
     def checkpoint(self) -> dict[str, Any]:
         """The checkpoint's share: `best` and `evals_since_best` under their old names, the rest in `selection`."""

@@ -297,3 +297,20 @@ def test_one_misheard_word_is_within_noise_but_a_change_on_every_clip_is_over():
     restored = Selection(budget=0.5, patience=2, dev_patience=0)
     restored.restore(json.loads(json.dumps(selection.checkpoint())))
     assert restored.start_errors == start and restored.start_words == words and restored.streak == 1
+
+
+def test_a_new_looping_safety_transcript_is_over_though_one_clip_is_within_noise():
+    """One clip is never 'shown' by a paired interval on 8 clips, but a loop is forgetting, not noise."""
+    words = [21] * 8
+    start = [1, 0, 0, 1, 0, 0, 0, 0]
+    selection = Selection(budget=0.5, patience=2, dev_patience=0)
+    selection.consider(0, {**_safety_row(0.40, start, words), "safety_looping": 0}, {"step": 0, "wer": 0.40})
+    loop = [1, 30, 0, 1, 0, 0, 0, 0]  # one clip decoded into a loop: +17 points, all of it on that clip
+    row = _safety_row(0.10, loop, words)
+    chosen, note = selection.consider(100, row, {"step": 100, "wer": 0.10})  # no loop count: within noise
+    assert chosen and "within noise" in note
+    chosen, note = selection.consider(200, {**row, "safety_looping": 1}, {"step": 200, "wer": 0.05})
+    assert not chosen and "loops" in note and selection.streak == 1 and selection.best["step"] == 100
+    restored = Selection(budget=0.5, patience=2, dev_patience=0)
+    restored.restore(json.loads(json.dumps(selection.checkpoint())))
+    assert restored.start_looping == 0
