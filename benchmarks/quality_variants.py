@@ -12,7 +12,9 @@
               lr 1e-4, r 32, α 64, dropout 0.1, DoRA; evaluated as that pipeline does (no biasing)
     seed002-bare  seed002 without the defaults that guard against forgetting (no replay, no cap on
               the synthetic share): what replay and the cap are worth, measured
-    ours-both, ours-encoder  ours with adapters in encoder and decoder / the encoder only (sites)
+    ours-both, ours-encoder  ours with adapters in encoder (every layer) and decoder / the encoder only
+    ours-both-top2  ours-both with encoder adapters in the top 2 layers only (the layers below cached)
+    ours-decoder  ours with adapters in the decoder only
     ours-qv, ours-attention  ours with LoRA on q/v only / on q, k, v, o (the default adds fc1, fc2)
 
 Training steps are multiplied by --steps-scale (at least 1 step). Each variant writes
@@ -36,7 +38,9 @@ from lora_training.errors import ConfigError
 
 # Variants of ours that change one choice, to set the defaults by measurement (issue: sites and targets).
 OURS_VARIANTS = {
-    "ours-both": {"adapter_sites": "both"},
+    "ours-both": {"adapter_sites": "both", "encoder_layers": 0},
+    "ours-both-top2": {"adapter_sites": "both", "encoder_layers": 2},
+    "ours-decoder": {"adapter_sites": "decoder"},
     "ours-encoder": {"adapter_sites": "encoder"},
     "ours-qv": {"target_modules": ["q_proj", "v_proj"]},
     "ours-attention": {"target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"]},
@@ -97,9 +101,25 @@ def settings(name: str, ctx: Context) -> dict:
     if name == "plain":
         return {**common, **dataclasses.asdict(PlainConfig(steps=ctx.steps(DEFAULT_STEPS)))}
     if name == "ours" or name in OURS_VARIANTS:
-        return {**common, "max_steps": ctx.steps(DEFAULT_STEPS), "bias": True, **OURS_VARIANTS.get(name, {})}
+        return {**common, **recipe_defaults(), "max_steps": ctx.steps(DEFAULT_STEPS), "bias": True,
+                **OURS_VARIANTS.get(name, {})}
     bare = BARE if name == "seed002-bare" else {}
-    return {**common, **SEED002, **bare, "max_steps": ctx.steps(SEED002["max_steps"]), "bias": False}
+    return {**common, **recipe_defaults(), **SEED002, **bare, "max_steps": ctx.steps(SEED002["max_steps"]),
+            "bias": False}
+
+
+# ExperimentConfig fields that say where things are or how fast they run, not what is learned.
+NOT_RECIPE = {"model_id", "train_manifest", "eval_manifest", "vocabulary", "bias_vocabulary", "dev_manifest",
+              "safety_manifest", "corrections_manifest", "device", "num_threads", "checkpoint_interval",
+              "log_interval", "eval_batch_size"}
+
+
+def recipe_defaults() -> dict:
+    """run-experiment's defaults that shape a run, so a record made under other defaults is not reused."""
+    from lora_training.config import ExperimentConfig
+
+    return {f.name: f.default_factory() if f.default is dataclasses.MISSING else f.default
+            for f in dataclasses.fields(ExperimentConfig) if f.name not in NOT_RECIPE}
 
 
 def record_path(ctx: Context, name: str) -> Path:

@@ -9,6 +9,8 @@ Variants:
              target_modules): audio decoded once, length-bucketed batches, encoder outputs
              computed once without gradients and cached.
   both       our Trainer, LoRA in encoder and decoder (no encoder cache possible).
+  both-topN  `both` with encoder adapters in the top N layers only (`--encoder-layers N`): the stem
+             and the layers below are cached per clip.
   dora       `decoder` as DoRA r32 (alpha 64, dropout 0.1), same targets: models/dora.py's forward.
   dora-peft  `dora` with peft's own DoRA forward (the base layer twice per call), for comparison.
 Throughput is utterances/s over the timed steps after `--warmup` steps; the encoder cache
@@ -80,6 +82,8 @@ DORA = {"adapter_sites": "decoder", "use_dora": True, "lora_r": 32, "lora_alpha"
 OURS = {
     "decoder": ({"adapter_sites": "decoder"}, False),
     "both": ({"adapter_sites": "both"}, False),
+    "both-top2": ({"adapter_sites": "both", "encoder_layers": 2}, False),
+    "both-top4": ({"adapter_sites": "both", "encoder_layers": 4}, False),
     "dora": (DORA, False),
     "dora-peft": (DORA, True),
 }

@@ -56,6 +56,9 @@ class ExperimentConfig:
         "where adapters go: decoder (fast: the encoder runs once per clip and is cached), encoder, or both",
         choices=ADAPTER_SITES,
     )
+    encoder_layers: int = option(0, "with adapters in the encoder: only its top N layers get them; the stem and the "
+                                    "layers below are then computed once per clip and cached (0: every layer)",
+                                 metavar="N")
     target_modules: list[str] = option(list(DEFAULT_TARGET_MODULES), "Linear layer names to adapt within the chosen sites")
     # Against forgetting (training/data_order.py; the defaults are measured in docs/personalized/README.md).
     replay_manifest: str | None = option(BUILTIN, "general-domain real speech mixed into training against forgetting: "
@@ -135,6 +138,7 @@ class ExperimentConfig:
         need("safety_budget", lambda v: v >= 0, "WER points >= 0, e.g. 0.5")
         need("safety_patience", lambda v: v >= 0, "an integer >= 0 (0: never stop for safety)")
         need("max_grad_norm", lambda v: v >= 0, "a number >= 0 (0 disables clipping)")
+        need("encoder_layers", lambda v: v >= 0, "an integer >= 0 (0: every encoder layer)")
         need("adapter_sites", lambda v: v in ADAPTER_SITES, f"one of {', '.join(ADAPTER_SITES)}")
         need("device", lambda v: v in DEVICES, f"one of {', '.join(DEVICES)}")
         need("precision", lambda v: v in PRECISIONS, f"one of {', '.join(PRECISIONS)}")

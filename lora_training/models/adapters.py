@@ -23,20 +23,31 @@ SIDECAR = "lora_training.json"
 # Which module paths each site covers; layer names inside come from the config's target_modules.
 _SITE_PREFIX = {
     "decoder": r"model\.decoder\.layers\.\d+",
-    "encoder": r"model\.encoder\.layers\.\d+",
-    "both": r"model\.(?:encoder|decoder)\.layers\.\d+",
+    "encoder": r"model\.encoder\.layers\.{encoder}",
+    "both": r"model\.(?:encoder\.layers\.{encoder}|decoder\.layers\.\d+)",
 }
 
 
-def target_pattern(sites: str, modules: list[str] | tuple[str, ...]) -> str:
-    """A PEFT `target_modules` regex (full match) for the named Linear layers within the sites."""
+def target_pattern(sites: str, modules: list[str] | tuple[str, ...], encoder_layers: list[int] | None = None) -> str:
+    """A PEFT `target_modules` regex (full match) for the named Linear layers within the sites;
+    `encoder_layers` (indices) narrows the encoder site to those layers."""
     names = "|".join(sorted({m.strip() for m in modules}))
-    return rf"{_SITE_PREFIX[sites]}\.(?:self_attn|encoder_attn|mlp)\.(?:{names})"
+    encoder = r"\d+" if encoder_layers is None else "(?:" + "|".join(map(str, encoder_layers)) + ")"
+    return rf"{_SITE_PREFIX[sites].replace('{encoder}', encoder)}\.(?:self_attn|encoder_attn|mlp)\.(?:{names})"
+
+
+def top_encoder_layers(model, count: int) -> list[int] | None:
+    """Indices of the encoder's top `count` layers (None for 0: every layer)."""
+    total = len(model.get_encoder().layers)
+    if count > total:
+        raise ModelError(f"encoder_layers: {count}, expected at most {total} (the layers this model's encoder has)")
+    return list(range(total - count, total)) if count else None
 
 
 def apply_adapter(model, *, r: int, alpha: int, dropout: float, use_dora: bool, sites: str,
-                  target_modules: list[str] | tuple[str, ...]):
-    """Wrap `model` in a fresh PEFT LoRA/DoRA model; only adapter weights stay trainable."""
+                  target_modules: list[str] | tuple[str, ...], encoder_layers: int = 0):
+    """Wrap `model` in a fresh PEFT LoRA/DoRA model; only adapter weights stay trainable.
+    `encoder_layers` > 0 keeps the encoder's adapters to its top that many layers."""
     from peft import LoraConfig, get_peft_model
 
     config = LoraConfig(
@@ -44,7 +55,8 @@ def apply_adapter(model, *, r: int, alpha: int, dropout: float, use_dora: bool, 
         lora_alpha=alpha,
         lora_dropout=dropout,
         use_dora=use_dora,
-        target_modules=target_pattern(sites, target_modules),
+        target_modules=target_pattern(sites, target_modules,
+                                      top_encoder_layers(model, encoder_layers if sites != "decoder" else 0)),
         bias="none",
     )
     try:

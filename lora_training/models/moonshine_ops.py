@@ -171,36 +171,67 @@ class Encoded:
         return self.states.shape[0]
 
 
-def _encode_each(model, audios: list[np.ndarray], normalize: bool) -> tuple[Any, Any]:
-    """The encoder on a batch as if on each clip alone: batch × frames × hidden, and the real-frame mask.
+def _stem(encoder, audio: np.ndarray, normalize: bool):
+    """One clip through the convolutional stem, alone: frames × hidden.
 
     Moonshine's GroupNorm normalises over time as well as channels, so zero padding shifts the
     statistics of the whole clip and changes its transcript (4 of 22 test clips at 10% padding).
-    The convolutional stem therefore runs on each clip unpadded; only its output is padded, and
-    the transformer layers, which work per frame apart from masked attention, run batched.
-    Frames past a clip's end hold junk that the mask hides. Gradients flow unless the caller stops them.
+    The stem therefore runs on each clip unpadded; the transformer layers after it work per frame
+    apart from attention, which a mask keeps to the clip's own frames.
     """
+    import torch
+
+    x = encoder.groupnorm(torch.tanh(encoder.conv1(_clip_values(encoder, audio, normalize)[None])))
+    x = torch.nn.functional.gelu(encoder.conv3(torch.nn.functional.gelu(encoder.conv2(x))))
+    return x[0].transpose(0, 1)
+
+
+def _encoder_layers(encoder, states: list, start: int, stop: int | None, *, final: bool):
+    """Encoder layers `start:stop` over per-clip states (frames × hidden), batched: batch × frames ×
+    hidden and the real-frame mask; `final` applies the closing layer norm. Frames past a clip's end
+    hold junk that the mask hides. Gradients flow unless the caller stops them."""
     import torch
     from transformers.masking_utils import create_bidirectional_mask
 
-    encoder = model.get_encoder()
-    stems = []
-    for audio in audios:
-        x = _clip_values(encoder, audio, normalize)[None]
-        x = encoder.groupnorm(torch.tanh(encoder.conv1(x)))
-        x = torch.nn.functional.gelu(encoder.conv3(torch.nn.functional.gelu(encoder.conv2(x))))
-        stems.append(x[0].transpose(0, 1))
-    hidden, mask = pad_encoder_states(stems)
+    hidden, mask = pad_encoder_states(states)
     mask = mask.to(hidden.device)
     attention = None
-    if any(len(s) < hidden.shape[1] for s in stems):
+    if any(len(s) < hidden.shape[1] for s in states):
         attention = create_bidirectional_mask(config=encoder.config, inputs_embeds=hidden,
                                               attention_mask=mask, encoder_hidden_states=hidden)
     positions = torch.arange(hidden.shape[1], device=hidden.device)[None]
     rotary = encoder.rotary_emb(hidden, position_ids=positions)
-    for layer in encoder.layers:
+    for layer in encoder.layers[start:stop]:
         hidden = layer(hidden, attention_mask=attention, position_ids=positions, position_embeddings=rotary)
-    return encoder.layer_norm(hidden), mask
+    return (encoder.layer_norm(hidden) if final else hidden), mask
+
+
+def _encode_each(model, audios: list[np.ndarray], normalize: bool) -> tuple[Any, Any]:
+    """The encoder on a batch as if on each clip alone: batch × frames × hidden, and the real-frame mask."""
+    encoder = model.get_encoder()
+    return _encoder_layers(encoder, [_stem(encoder, a, normalize) for a in audios], 0, None, final=True)
+
+
+def encoder_prefix_states(model, audio: np.ndarray, layers: int, *, normalize: bool = False):
+    """One clip through the stem and the first `layers` encoder layers, alone and without gradients
+    (frames × hidden). When adapters sit only in the layers above, this part never changes for a
+    clip: a trainer computes it once (training/encoder_cache.py) and runs the rest each step
+    (`encoder_suffix_outputs`)."""
+    import torch
+
+    encoder = model.get_encoder()
+    with torch.no_grad():
+        hidden, _ = _encoder_layers(encoder, [_stem(encoder, audio, normalize)], 0, layers, final=False)
+    return hidden[0].detach()
+
+
+def encoder_suffix_outputs(model, states: list, start: int):
+    """The batch's `encoder_outputs` from per-clip `encoder_prefix_states(..., start)`: the encoder
+    layers from `start` on, batched and masked, with gradients."""
+    from transformers.models.moonshine.modeling_moonshine import MoonshineEncoderModelOutput
+
+    hidden, mask = _encoder_layers(model.get_encoder(), states, start, None, final=True)
+    return MoonshineEncoderModelOutput(last_hidden_state=hidden, attention_mask=mask)
 
 
 def encoder_outputs(model, audios: list[np.ndarray], *, normalize: bool = False):

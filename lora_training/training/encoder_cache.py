@@ -1,5 +1,6 @@
-"""What a decoder-only run computes once per clip: the encoder states and, within a memory budget,
-each decoder layer's frozen cross-attention keys and values.
+"""What a run computes once per clip: the encoder states and, within a memory budget, each decoder
+layer's frozen cross-attention keys and values (decoder-only runs), or the encoder's frozen lower
+part (runs whose encoder adapters sit in its top layers only, `--encoder-layers`).
 
 With no adapter in the encoder, a clip's encoder states never change, and neither do the frozen
 parts of the decoder that read only them: the cross-attention `k_proj`/`v_proj` of every layer. The
@@ -16,7 +17,8 @@ from typing import Any
 
 import torch
 
-from lora_training.models.moonshine_ops import (clip_encoder_states, cross_projections, padded_encoder_outputs,
+from lora_training.models.moonshine_ops import (clip_encoder_states, cross_projections, encoder_prefix_states,
+                                                encoder_suffix_outputs, padded_encoder_outputs,
                                                 precomputed_cross_projections)
 from lora_training.training.collate import Example
 
@@ -26,8 +28,11 @@ CROSS_CACHE_BYTES = 3 * 2**30
 class EncoderCache:
     """`batch(base, examples)` -> (padded encoder outputs, context to run the decoder in)."""
 
-    def __init__(self, *, normalize: bool, cross: bool, budget: int = CROSS_CACHE_BYTES):
-        self.normalize, self.cross, self.budget = normalize, cross, budget
+    def __init__(self, *, normalize: bool, cross: bool, budget: int = CROSS_CACHE_BYTES, frozen_layers: int | None = None):
+        """`frozen_layers`: cache the stem and that many encoder layers, and run the rest each step with
+        gradients (None: cache the whole encoder's output, for decoder-only runs)."""
+        self.normalize, self.budget, self.frozen_layers = normalize, budget, frozen_layers
+        self.cross = cross and frozen_layers is None
         self.states: dict[str, torch.Tensor] = {}
         self.projections: dict[str, list[tuple[Any, Any]]] = {}
         self.cross_bytes = 0
@@ -35,8 +40,13 @@ class EncoderCache:
     def batch(self, base, examples: list[Example]) -> tuple[Any, AbstractContextManager]:
         for e in examples:
             if e.key not in self.states:
-                self.states[e.key] = clip_encoder_states(base, e.audio, normalize=self.normalize)
-        encoded = padded_encoder_outputs([self.states[e.key] for e in examples])
+                self.states[e.key] = (
+                    clip_encoder_states(base, e.audio, normalize=self.normalize) if self.frozen_layers is None
+                    else encoder_prefix_states(base, e.audio, self.frozen_layers, normalize=self.normalize))
+        states = [self.states[e.key] for e in examples]
+        if self.frozen_layers is not None:
+            return encoder_suffix_outputs(base, states, self.frozen_layers), nullcontext()
+        encoded = padded_encoder_outputs(states)
         if not self.cross:
             return encoded, nullcontext()
         per_clip = [self._projections(base, e.key) for e in examples]

@@ -105,15 +105,18 @@ class Trainer:
         model, self.processor = resolve_model(cfg.model_id)
         self.fingerprint = base_fingerprint(model)
         self.eos_id = model.config.eos_token_id
+        # Adapters in the encoder's top layers only: the stem and the layers below are frozen (cached below).
+        top = cfg.encoder_layers if cfg.adapter_sites != "decoder" else 0
+        frozen = len(model.get_encoder().layers) - top if top else None
         model = apply_adapter(
             model, r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout, use_dora=cfg.use_dora,
-            sites=cfg.adapter_sites, target_modules=cfg.target_modules,
+            sites=cfg.adapter_sites, target_modules=cfg.target_modules, encoder_layers=top,
         )
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         total = sum(p.numel() for p in model.parameters())
-        log.info("adapter: %s r=%d alpha=%d on %s; %s trainable of %s parameters (%.2f%%)",
+        log.info("adapter: %s r=%d alpha=%d on %s%s; %s trainable of %s parameters (%.2f%%)",
                  adapter_kind(cfg.to_dict()), cfg.lora_r, cfg.lora_alpha, cfg.adapter_sites,
-                 f"{trainable:,}", f"{total:,}", 100 * trainable / total)
+                 f" (top {top} encoder layers)" if top else "", f"{trainable:,}", f"{total:,}", 100 * trainable / total)
 
         # Decode and tokenise every clip once; epochs after the first touch neither disk nor resampler.
         started = time.perf_counter()
@@ -133,10 +136,11 @@ class Trainer:
 
         # With no adapter in the encoder its output for a clip never changes: compute it once,
         # without gradients, and train only the decoder on the cached states (and, in fp32 on one
-        # process, on the cached cross-attention keys and values: training/encoder_cache.py).
-        self.cache_encoder = cfg.adapter_sites == "decoder"
+        # process, on the cached cross-attention keys and values: training/encoder_cache.py). With
+        # adapters in its top layers only, the same holds for the part below them.
+        self.cache_encoder = cfg.adapter_sites == "decoder" or frozen is not None
         self.normalize_audio = bool(getattr(self.processor.feature_extractor, "do_normalize", False))
-        self.encoder_cache = EncoderCache(normalize=self.normalize_audio,
+        self.encoder_cache = EncoderCache(normalize=self.normalize_audio, frozen_layers=frozen,
                                           cross=cfg.precision == "fp32" and self.accelerator.num_processes == 1)
 
         params = [p for p in model.parameters() if p.requires_grad]

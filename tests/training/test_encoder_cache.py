@@ -1,12 +1,15 @@
-"""Cached cross-attention keys and values: the same loss and adapter gradients as the decoder computing
-them, for LoRA and DoRA; the memory budget; and the trainer using them only where they are exact."""
+"""Cached cross-attention keys and values, and the cached encoder below top-layer adapters: the same
+loss and adapter gradients as computing them each step, for LoRA and DoRA; the memory budget."""
 
 from __future__ import annotations
+
+import contextlib
 
 import numpy as np
 import pytest
 import torch
 
+from lora_training.errors import ModelError
 from lora_training.models import moonshine_ops as ops
 from lora_training.models.adapters import apply_adapter
 from lora_training.testing.tiny import tiny_moonshine
@@ -81,3 +84,47 @@ def test_a_mismatched_batch_is_refused_not_misread():
     with pytest.raises(ValueError, match="precomputed cross projection"):
         with ops.precomputed_cross_projections(base, wrong):
             ops.decoder_loss(base, encoded.last_hidden_state, encoded.attention_mask, torch.tensor([[5, 2]]))
+
+
+def _top_layer_adapted(use_dora):
+    model, _ = tiny_moonshine()
+    peft = apply_adapter(model, r=4, alpha=8, dropout=0.0, use_dora=use_dora, sites="both", encoder_layers=1,
+                         target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "fc1", "fc2"])
+    torch.manual_seed(1)
+    for name, p in peft.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(p, std=0.2)
+    return peft.train()
+
+
+class _Uncached:
+    """The encoder run whole with gradients each step, as `--encoder-layers 0` trains."""
+
+    def batch(self, base, examples):
+        return ops.encoder_outputs(base, [e.audio for e in examples]), contextlib.nullcontext()
+
+
+@pytest.mark.parametrize("use_dora", [False, True])
+def test_cached_lower_encoder_gives_the_same_loss_and_gradients(use_dora):
+    peft, examples = _top_layer_adapted(use_dora), _examples()
+    adapted = {n.split(".lora_")[0] for n, p in peft.named_parameters() if p.requires_grad and ".encoder." in n}
+    assert adapted and all(".encoder.layers.1." in n for n in adapted)  # the top layer of two only
+    plain_loss, plain = _loss_and_grads(peft, _Uncached(), examples)
+    cached = EncoderCache(normalize=False, cross=True, frozen_layers=1)
+    for _ in range(2):  # the first fills the cache, the second reads it
+        loss, grads = _loss_and_grads(peft, cached, examples)
+        assert loss == pytest.approx(plain_loss, rel=1e-5)
+        for name, grad in plain.items():
+            torch.testing.assert_close(grads[name], grad, rtol=1e-4, atol=1e-6)
+    assert set(cached.states) == {"clip0", "clip1", "clip2"} and not cached.projections  # no k/v cache: they change
+    assert any(".encoder.layers.1.self_attn.q_proj.lora_A" in n and g.abs().sum() > 0 for n, g in grads.items())
+    # What is cached is the state below the adapters, not the encoder's output.
+    base = peft.get_base_model()
+    assert not torch.allclose(cached.states["clip0"], ops.clip_encoder_states(base, examples[0].audio), atol=1e-3)
+
+
+def test_more_encoder_layers_than_the_model_has_is_one_clear_error():
+    model, _ = tiny_moonshine()
+    with pytest.raises(ModelError, match=r"^encoder_layers: 3, expected at most 2 \(the layers"):
+        apply_adapter(model, r=4, alpha=8, dropout=0.0, use_dora=False, sites="both", encoder_layers=3,
+                      target_modules=["q_proj"])

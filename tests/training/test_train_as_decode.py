@@ -35,14 +35,19 @@ def _live_lora(model) -> None:
                 p.normal_(std=0.2, generator=generator)
 
 
-@pytest.fixture
-def trainer(tmp_path, tiny_model_dir, tiny_manifests):
-    """A set-up trainer with adapters in both sites, no dropout, so its loss is deterministic."""
+def _trainer(tmp_path, tiny_model_dir, tiny_manifests, **more):
     train, evals = tiny_manifests
     cfg = ExperimentConfig(model_id=str(tiny_model_dir), train_manifest=str(train), eval_manifest=str(evals),
                            max_steps=1, warmup_steps=0, lr=5e-3, batch_size=4, lora_r=4, lora_alpha=8,
-                           lora_dropout=0.0, adapter_sites="both", num_threads=1, device="cpu", safety_in_loop=0)
-    trainer = Trainer(cfg, tmp_path)
+                           lora_dropout=0.0, adapter_sites="both", num_threads=1, device="cpu", safety_in_loop=0,
+                           **more)
+    return Trainer(cfg, tmp_path)
+
+
+@pytest.fixture
+def trainer(tmp_path, tiny_model_dir, tiny_manifests):
+    """A set-up trainer with adapters in both sites, no dropout, so its loss is deterministic."""
+    trainer = _trainer(tmp_path, tiny_model_dir, tiny_manifests)
     trainer.setup(resume=False)
     trainer.model.train()
     yield trainer
@@ -105,3 +110,19 @@ def test_one_step_moves_every_encoder_adapter(trainer):
     after = dict(model.named_parameters())
     unchanged = [n for n, p in before.items() if torch.equal(after[n].detach(), p)]
     assert not unchanged
+
+
+def test_top_layer_adapters_train_on_the_cached_lower_encoder(tmp_path, tiny_model_dir, tiny_manifests):
+    trainer = _trainer(tmp_path, tiny_model_dir, tiny_manifests, encoder_layers=1)
+    trainer.setup(resume=False)
+    try:
+        model = trainer.accelerator.unwrap_model(trainer.model)
+        encoder = {n for n, p in model.named_parameters() if ".encoder." in n and "lora_B" in n}
+        assert encoder and all(".encoder.layers.1." in n for n in encoder)
+        before = {n: p.detach().clone() for n, p in model.named_parameters() if n in encoder}
+        trainer.train_step()
+        after = dict(model.named_parameters())
+        assert not [n for n, p in before.items() if torch.equal(after[n].detach(), p)]
+        assert trainer.cache_encoder and trainer.encoder_cache.frozen_layers == 1 and trainer.encoder_cache.states
+    finally:
+        trainer.cleanup()
