@@ -195,6 +195,7 @@ class ExperimentConfig:
             raise ConfigError(f"{path}:{e.lineno}: invalid JSON, expected an object, got {e.msg}") from e
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: expected a JSON object, got {type(data).__name__}")
+        data.setdefault("encoder_layers", 0)  # saved before the field existed: adapters in every encoder layer
         return cls.from_dict(data, source=str(path))
 
 
@@ -227,3 +228,9 @@ def adapter_kind(config: dict[str, Any]) -> str:
     """"DoRA" or "LoRA" for a config (as saved in config.json or an adapter's sidecar)."""
     return "DoRA" if config.get("use_dora") else "LoRA"
 
+
+
+def sites_text(config: dict[str, Any]) -> str:
+    """Where a config's adapters sit, e.g. "both (top 2 encoder layers)" or "decoder"."""
+    sites, top = config.get("adapter_sites"), config.get("encoder_layers") or 0
+    return f"{sites} (top {top} encoder layers)" if top and sites != "decoder" else str(sites)

@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from lora_training.config import adapter_kind
+from lora_training.config import adapter_kind, sites_text
 from lora_training.defaults import (BIAS_BOOST, DECODE_BATCH_SIZE, DEVICES, MAX_CHUNK_SECONDS, MODEL_REFERENCE_HELP,
                                     default_model)
 from lora_training.errors import ConfigError, LoraTrainingError
@@ -302,7 +302,7 @@ def _model_block(model_id: str, options: EvalOptions, sidecar: dict | None) -> d
         block["adapter"] = {
             "base_model": sidecar.get("base_model"), "step": sidecar.get("step"), "best": sidecar.get("best"),
             "kind": adapter_kind(config), "r": config.get("lora_r"),
-            "alpha": config.get("lora_alpha"), "sites": config.get("adapter_sites"),
+            "alpha": config.get("lora_alpha"), "sites": sites_text(config) if config.get("adapter_sites") else None,
             "train_terms": len(sidecar.get("train_terms") or []),
         }
     return block

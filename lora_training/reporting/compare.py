@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from lora_training.config import adapter_kind
+from lora_training.config import adapter_kind, sites_text
 from lora_training.options import option
 from lora_training.reporting.report import RunFiles, read_run
 from lora_training.runs import DEFAULT_OUTPUTS
@@ -34,7 +34,7 @@ def run_row(run: RunFiles) -> dict[str, Any]:
         "name": run.name,
         "phase": s.get("phase"),
         "model": c["model_id"],
-        "adapter": f"{adapter_kind(c)} r{c['lora_r']} {c['adapter_sites']}",
+        "adapter": f"{adapter_kind(c)} r{c['lora_r']} {sites_text(c)}",
         "steps": s.get("step"),
         "max_steps": c["max_steps"],
         "train_seconds": round(seconds - s["started_at"], 1) if seconds and s.get("started_at") else None,

@@ -21,7 +21,7 @@ from pathlib import Path
 from string import Template
 from typing import Any
 
-from lora_training.config import adapter_kind
+from lora_training.config import adapter_kind, sites_text
 from lora_training.errors import LoraTrainingError
 from lora_training.formatting import hms, interval_text, percent
 from lora_training.options import option
@@ -112,7 +112,7 @@ def _objective(run: RunFiles) -> str:
     c = run.config
     kind = adapter_kind(c)
     return (f"Personalise `{_md(c['model_id'])}` to one speaker's voice and vocabulary with a {kind} adapter "
-            f"(r={c['lora_r']}, alpha={c['lora_alpha']}, {c['adapter_sites']} layers: "
+            f"(r={c['lora_r']}, alpha={c['lora_alpha']}, {sites_text(c)} layers: "
             f"{', '.join(c['target_modules'])}): fewer word errors and exact jargon and symbols on the user's "
             f"own dictation, without damaging ordinary English (the safety WER).")
 

@@ -1,6 +1,9 @@
-"""What a run computes once per clip: the encoder states and, within a memory budget, each decoder
-layer's frozen cross-attention keys and values (decoder-only runs), or the encoder's frozen lower
-part (runs whose encoder adapters sit in its top layers only, `--encoder-layers`).
+"""What a run computes once per clip: what lies below its lowest adapter.
+
+Decoder-only runs: the encoder states and, within a memory budget, each decoder layer's frozen
+cross-attention keys and values. Runs with encoder adapters: the convolutional stem (never
+adapted: its GroupNorm makes each clip run alone, as decoding runs it) and the encoder layers under
+the adapted top ones (`--encoder-layers`); the layers above run batched with gradients each step.
 
 With no adapter in the encoder, a clip's encoder states never change, and neither do the frozen
 parts of the decoder that read only them: the cross-attention `k_proj`/`v_proj` of every layer. The

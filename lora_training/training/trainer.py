@@ -31,7 +31,7 @@ from lora_training.config import ExperimentConfig, adapter_kind
 from lora_training.data.audio import AudioCache
 from lora_training.data.manifest import load_manifests, manifest_hash
 from lora_training.errors import LoraTrainingError, TrainingDiverged
-from lora_training.models.moonshine_ops import decoder_loss, encoder_outputs
+from lora_training.models.moonshine_ops import decoder_loss
 from lora_training.training.checkpoints import CheckpointManager, restore, seed_everything, state_digest
 from lora_training.training.collate import Example, build_examples, check_label_lengths, pad_labels
 from lora_training.training.data_order import DataOrder, lr_factor, with_corrections
@@ -105,9 +105,11 @@ class Trainer:
         model, self.processor = resolve_model(cfg.model_id)
         self.fingerprint = base_fingerprint(model)
         self.eos_id = model.config.eos_token_id
-        # Adapters in the encoder's top layers only: the stem and the layers below are frozen (cached below).
+        # What lies below the lowest adapter is frozen, computed once per clip and cached (below): the
+        # whole encoder for decoder-only runs (None), else its stem and any layers under the adapted top.
         top = cfg.encoder_layers if cfg.adapter_sites != "decoder" else 0
-        frozen = len(model.get_encoder().layers) - top if top else None
+        layers = len(model.get_encoder().layers)
+        frozen = None if cfg.adapter_sites == "decoder" else layers - (top or layers)
         model = apply_adapter(
             model, r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout, use_dora=cfg.use_dora,
             sites=cfg.adapter_sites, target_modules=cfg.target_modules, encoder_layers=top,
@@ -137,10 +139,10 @@ class Trainer:
         # With no adapter in the encoder its output for a clip never changes: compute it once,
         # without gradients, and train only the decoder on the cached states (and, in fp32 on one
         # process, on the cached cross-attention keys and values: training/encoder_cache.py). With
-        # adapters in its top layers only, the same holds for the part below them.
-        self.cache_encoder = cfg.adapter_sites == "decoder" or frozen is not None
-        self.normalize_audio = bool(getattr(self.processor.feature_extractor, "do_normalize", False))
-        self.encoder_cache = EncoderCache(normalize=self.normalize_audio, frozen_layers=frozen,
+        # encoder adapters the same holds for the part below them; what runs each step is encoded
+        # as transcription encodes each clip (the stem unpadded), so training matches decoding.
+        normalize = bool(getattr(self.processor.feature_extractor, "do_normalize", False))
+        self.encoder_cache = EncoderCache(normalize=normalize, frozen_layers=frozen,
                                           cross=cfg.precision == "fp32" and self.accelerator.num_processes == 1)
 
         params = [p for p in model.parameters() if p.requires_grad]
@@ -188,13 +190,7 @@ class Trainer:
         labels = pad_labels([e.labels for e in examples]).to(self.accelerator.device)
         base = self.accelerator.unwrap_model(self.model).get_base_model()
         with self.accelerator.autocast():
-            cached = contextlib.nullcontext()
-            if self.cache_encoder:
-                encoded, cached = self.encoder_cache.batch(base, examples)
-            else:
-                # Train as you decode: each clip encoded as transcription encodes it, not zero-padded,
-                # since the encoder's GroupNorm spans time and padding shifts every shorter clip's states.
-                encoded = encoder_outputs(base, [e.audio for e in examples], normalize=self.normalize_audio)
+            encoded, cached = self.encoder_cache.batch(base, examples)
             if self.accelerator.num_processes == 1:
                 # Projects to the vocabulary only at real label positions.
                 with cached:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import random
 
 import numpy as np
 import pytest
 
-from lora_training.config import ExperimentConfig
+from lora_training.config import ExperimentConfig, sites_text
 from lora_training.errors import ConfigError
 from lora_training.training.collate import IGNORE_INDEX, bucketed_batches, pad_audio, pad_labels
 
@@ -16,6 +17,17 @@ def test_config_round_trip(tmp_path):
     cfg = ExperimentConfig(max_steps=7, lr=1e-4, use_dora=True, adapter_sites="both", target_modules=["q_proj"])
     cfg.save(tmp_path / "config.json")
     assert ExperimentConfig.load(tmp_path / "config.json") == cfg
+
+
+def test_a_config_saved_before_encoder_layers_resumes_with_every_encoder_layer(tmp_path):
+    cfg = ExperimentConfig(adapter_sites="both", encoder_layers=2)
+    saved = cfg.to_dict()
+    del saved["encoder_layers"]
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    loaded = ExperimentConfig.load(tmp_path / "config.json")
+    assert loaded.encoder_layers == 0 and sites_text(loaded.to_dict()) == "both"
+    assert sites_text(cfg.to_dict()) == "both (top 2 encoder layers)"
+    assert sites_text({**cfg.to_dict(), "adapter_sites": "decoder"}) == "decoder"
 
 
 def test_unknown_key_in_saved_config_is_an_error(tmp_path):
@@ -35,6 +47,7 @@ def test_unknown_key_in_saved_config_is_an_error(tmp_path):
         ({"target_modules": []}, "target_modules: expected a non-empty list"),
         ({"dev_fraction": 0.0}, "dev_fraction: expected a number in (0, 0.5], e.g. 0.1, got 0.0"),
         ({"safety_in_loop": -1}, "safety_in_loop: expected an integer >= 0 (0: off), got -1"),
+        ({"encoder_layers": -2}, "encoder_layers: expected an integer >= 0 (0: every encoder layer), got -2"),
     ],
 )
 def test_config_errors_name_field_value_and_fix(kwargs, message):

@@ -86,9 +86,9 @@ def test_a_mismatched_batch_is_refused_not_misread():
             ops.decoder_loss(base, encoded.last_hidden_state, encoded.attention_mask, torch.tensor([[5, 2]]))
 
 
-def _top_layer_adapted(use_dora):
+def _encoder_adapted(use_dora, encoder_layers):
     model, _ = tiny_moonshine()
-    peft = apply_adapter(model, r=4, alpha=8, dropout=0.0, use_dora=use_dora, sites="both", encoder_layers=1,
+    peft = apply_adapter(model, r=4, alpha=8, dropout=0.0, use_dora=use_dora, sites="both", encoder_layers=encoder_layers,
                          target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "fc1", "fc2"])
     torch.manual_seed(1)
     for name, p in peft.named_parameters():
@@ -105,12 +105,13 @@ class _Uncached:
 
 
 @pytest.mark.parametrize("use_dora", [False, True])
-def test_cached_lower_encoder_gives_the_same_loss_and_gradients(use_dora):
-    peft, examples = _top_layer_adapted(use_dora), _examples()
+@pytest.mark.parametrize("top", [1, 0])  # the top layer of two (the stem and layer 0 cached); every layer (the stem)
+def test_cached_lower_encoder_gives_the_same_loss_and_gradients(use_dora, top):
+    peft, examples = _encoder_adapted(use_dora, top), _examples()
     adapted = {n.split(".lora_")[0] for n, p in peft.named_parameters() if p.requires_grad and ".encoder." in n}
-    assert adapted and all(".encoder.layers.1." in n for n in adapted)  # the top layer of two only
+    assert {n.split(".encoder.layers.")[1][0] for n in adapted} == ({"1"} if top else {"0", "1"})
     plain_loss, plain = _loss_and_grads(peft, _Uncached(), examples)
-    cached = EncoderCache(normalize=False, cross=True, frozen_layers=1)
+    cached = EncoderCache(normalize=False, cross=True, frozen_layers=2 - (top or 2))
     for _ in range(2):  # the first fills the cache, the second reads it
         loss, grads = _loss_and_grads(peft, cached, examples)
         assert loss == pytest.approx(plain_loss, rel=1e-5)

@@ -100,6 +100,7 @@ def test_training_loss_is_the_mean_token_loss_of_unpadded_clips(trainer, audios)
 
 
 def test_one_step_moves_every_encoder_adapter(trainer):
+    assert trainer.encoder_cache.frozen_layers == 0  # every encoder layer adapted: only the stem is cached
     model = trainer.accelerator.unwrap_model(trainer.model)
     before = {n: p.detach().clone() for n, p in model.named_parameters() if ".encoder." in n and "lora_B" in n}
     assert before
@@ -123,6 +124,6 @@ def test_top_layer_adapters_train_on_the_cached_lower_encoder(tmp_path, tiny_mod
         trainer.train_step()
         after = dict(model.named_parameters())
         assert not [n for n, p in before.items() if torch.equal(after[n].detach(), p)]
-        assert trainer.cache_encoder and trainer.encoder_cache.frozen_layers == 1 and trainer.encoder_cache.states
+        assert trainer.encoder_cache.frozen_layers == 1 and trainer.encoder_cache.states
     finally:
         trainer.cleanup()
