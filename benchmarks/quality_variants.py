@@ -15,6 +15,7 @@
     ours-both, ours-encoder  ours with adapters in encoder (every layer) and decoder / the encoder only
     ours-both-top2  ours-both with encoder adapters in the top 2 layers only (the layers below cached)
     ours-decoder  ours with adapters in the decoder only
+    ours-safety24  ours with 24 in-loop safety clips instead of 8 (a finer forgetting signal for selection)
     ours-qv, ours-attention  ours with LoRA on q/v only / on q, k, v, o (the default adds fc1, fc2)
 
 Training steps are multiplied by --steps-scale (at least 1 step). Each variant writes
@@ -41,6 +42,7 @@ OURS_VARIANTS = {
     "ours-both": {"adapter_sites": "both", "encoder_layers": 0},
     "ours-both-top2": {"adapter_sites": "both", "encoder_layers": 2},
     "ours-decoder": {"adapter_sites": "decoder"},
+    "ours-safety24": {"safety_in_loop": 24},
     "ours-encoder": {"adapter_sites": "encoder"},
     "ours-qv": {"target_modules": ["q_proj", "v_proj"]},
     "ours-attention": {"target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"]},
