@@ -229,7 +229,6 @@ def adapter_kind(config: dict[str, Any]) -> str:
     return "DoRA" if config.get("use_dora") else "LoRA"
 
 
-
 def sites_text(config: dict[str, Any]) -> str:
     """Where a config's adapters sit, e.g. "both (top 2 encoder layers)" or "decoder"."""
     sites, top = config.get("adapter_sites"), config.get("encoder_layers") or 0

@@ -227,22 +227,12 @@ def encoder_prefix_states(model, audio: np.ndarray, layers: int, *, normalize: b
 
 def encoder_suffix_outputs(model, states: list, start: int):
     """The batch's `encoder_outputs` from per-clip `encoder_prefix_states(..., start)`: the encoder
-    layers from `start` on, batched and masked, with gradients."""
+    layers from `start` on, batched and masked, with gradients. This is how encoder adapters train:
+    each clip encoded as decoding (`encode_clips`) encodes it, where a zero-padded batch through the
+    encoder's own forward would give every clip but the longest other states."""
     from transformers.models.moonshine.modeling_moonshine import MoonshineEncoderModelOutput
 
     hidden, mask = _encoder_layers(model.get_encoder(), states, start, None, final=True)
-    return MoonshineEncoderModelOutput(last_hidden_state=hidden, attention_mask=mask)
-
-
-def encoder_outputs(model, audios: list[np.ndarray], *, normalize: bool = False):
-    """A batch's `encoder_outputs` for the model, each clip encoded as decoding encodes it, with gradients.
-
-    For training encoder adapters: a zero-padded batch through the encoder's own forward gives every
-    clip but the longest states that decoding (`encode_clips`) never produces.
-    """
-    from transformers.models.moonshine.modeling_moonshine import MoonshineEncoderModelOutput
-
-    hidden, mask = _encode_each(model, audios, normalize)
     return MoonshineEncoderModelOutput(last_hidden_state=hidden, attention_mask=mask)
 
 

@@ -100,7 +100,7 @@ def pad_audio(audios: list[np.ndarray], normalize: bool = False) -> tuple[torch.
 
     Only for the library's own padded path (the `generate` baseline in benchmarks/transcribe_rtf.py):
     the encoder's GroupNorm spans time, so training and decoding encode each clip unpadded instead
-    (`moonshine_ops.encoder_outputs`, `encode_clips`)."""
+    (`moonshine_ops.encoder_suffix_outputs`, `encode_clips`)."""
     width = max(len(a) for a in audios)
     values = np.zeros((len(audios), width), dtype=np.float32)
     mask = torch.zeros((len(audios), width), dtype=torch.long)

@@ -59,7 +59,8 @@ def test_batched_training_states_equal_each_clip_encoded_alone(trainer, audios):
     _live_lora(model)
     base = model.get_base_model()
 
-    encoded = ops.encoder_outputs(base, audios)
+    examples = [Example(f"clip{i}", a, [2]) for i, a in enumerate(audios)]
+    encoded, _ = trainer.encoder_cache.batch(base, examples)  # the trainer's path: the stem cached, layers batched
     alone = [ops.clip_encoder_states(base, a) for a in audios]  # the encoder's own forward, as decoding sees it
 
     assert encoded.last_hidden_state.requires_grad
