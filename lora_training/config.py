@@ -83,6 +83,9 @@ class ExperimentConfig:
     bias_vocabulary: str | None = option(None, "keyterm biasing in the run's evals (dev, safety, test), as `evaluate "
                                                "--bias-vocabulary` decodes; off without it")
     bias_boost: float = option(BIAS_BOOST, "keyterm biasing: logit bonus for starting a term")
+    rewrite_spoken: bool = option(True, "with --bias-vocabulary: spoken forms a transcript spells out ('word error "
+                                        "rate') are written as their terms ('WER') in the run's evals",
+                                  flag="--no-rewrite-spoken")
     # Choose on dev, report on test (training/dev_split.py, training/evals.py).
     dev_manifest: str | None = option(None, "dev manifest (JSONL) that every choice reads: periodic evals, best_adapter, "
                                             "early stop; none: carve a sentence-disjoint slice of the training data")
@@ -196,6 +199,7 @@ class ExperimentConfig:
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: expected a JSON object, got {type(data).__name__}")
         data.setdefault("encoder_layers", 0)  # saved before the field existed: adapters in every encoder layer
+        data.setdefault("rewrite_spoken", False)  # saved before the rewrite existed: its evals decoded without it
         return cls.from_dict(data, source=str(path))
 
 

@@ -64,6 +64,8 @@ class DictateOptions:
     bias_vocabulary: str | None = option(None, "keyterm biasing (torch only; off without it): favour these written "
                                                "forms while decoding", metavar="FILE")
     bias_boost: float = option(BIAS_BOOST, "keyterm biasing: logit bonus for starting a term", metavar="B")
+    rewrite_spoken: bool = option(True, "with --bias-vocabulary: spoken forms the text spells out ('word error rate') "
+                                        "are written as their terms ('WER')", flag="--no-rewrite-spoken")
     file: str | None = option(None, "dictate from this audio file instead of the microphone", metavar="WAV")
     push_to_talk: bool = option(False, "Enter starts and stops each utterance instead of voice detection")
     keep: bool = option(False, "save each utterance to clips/ and heard.jsonl under --dictation-dir (for corrections)")
@@ -99,13 +101,13 @@ class Transcriber(Protocol):
 class TorchTranscriber:
     """A (merged) Moonshine decoded with the evaluation's fast greedy path, optionally keyterm-biased."""
 
-    def __init__(self, model, processor, bias=None):
-        self.model, self.processor, self.bias = model, processor, bias
+    def __init__(self, model, processor, bias=None, rewrite=None):
+        self.model, self.processor, self.bias, self.rewrite = model, processor, bias, rewrite
 
     def transcribe(self, audio: np.ndarray) -> str:
         from lora_training.evaluation.transcribe import transcribe_clips
 
-        result = transcribe_clips(self.model, self.processor, [audio], bias=self.bias)[0]
+        result = transcribe_clips(self.model, self.processor, [audio], bias=self.bias, rewrite=self.rewrite)[0]
         if result.error:
             raise LoraTrainingError(f"utterance of {len(audio) / SAMPLE_RATE:.2f} s: transcription failed, "
                                     f"expected text, got {result.error}")
@@ -125,13 +127,14 @@ def base_reference(options: DictateOptions) -> str:
     return default_model(DICTATE_POLICY)
 
 
-def load_transcriber(options: DictateOptions, bias_terms: list[str] | None) -> Transcriber:
+def load_transcriber(options: DictateOptions, vocabulary=None) -> Transcriber:
     """The export through its runtime, or the base model with the adapter merged in (no LoRA cost per token)."""
     if options.model:
         from lora_training.export.runtimes import open_export
 
         return open_export(options.model, runtime=options.runtime, threads=options.threads or 1)
     from lora_training.evaluation.biasing import keyterm_bias
+    from lora_training.evaluation.rewrite import spoken_rewriter
     from lora_training.models.adapters import load_adapter
     from lora_training.models.registry import resolve_model
     from lora_training.models.runtime import pick_device, set_threads
@@ -141,7 +144,11 @@ def load_transcriber(options: DictateOptions, bias_terms: list[str] | None) -> T
     model, processor = resolve_model(reference, device=pick_device())
     if options.adapter_dir:
         model = load_adapter(model, options.adapter_dir, base_model=reference).merge_and_unload().eval()
-    return TorchTranscriber(model, processor, keyterm_bias(processor.tokenizer, bias_terms or [], options.bias_boost))
+    if vocabulary is None:
+        return TorchTranscriber(model, processor)
+    rewrite = spoken_rewriter(vocabulary.terms) if options.rewrite_spoken else None
+    return TorchTranscriber(model, processor, keyterm_bias(processor.tokenizer, vocabulary.written_forms(),
+                                                           options.bias_boost), rewrite)
 
 
 def clipboard_copier() -> Callable[[str], None]:
@@ -307,11 +314,11 @@ def dictate(options: DictateOptions, *, source=None, out: Callable[[str], object
     clipboard, VAD and microphone are checked before the model is loaded.
     """
     audio = load_audio(options.file, max_seconds=None) if options.file else None
-    bias_terms = None
+    vocabulary = None
     if options.bias_vocabulary:
         from lora_training.data.vocabulary import load_vocabulary
 
-        bias_terms = load_vocabulary(options.bias_vocabulary).written_forms()
+        vocabulary = load_vocabulary(options.bias_vocabulary)
     if options.model and not Path(options.model).is_dir():
         raise ConfigError(f"model: {options.model} not found, expected an exported model folder")
     label = options.model or options.adapter_dir or base_reference(options)
@@ -322,7 +329,7 @@ def dictate(options: DictateOptions, *, source=None, out: Callable[[str], object
         source = FileSource(audio)
     elif source is None:
         source = LiveMicrophone(options.device)
-    session = _Session(load_transcriber(options, bias_terms), options, out, store, copy)
+    session = _Session(load_transcriber(options, vocabulary), options, out, store, copy)
 
     live = audio is None
     if live:

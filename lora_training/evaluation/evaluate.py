@@ -20,12 +20,14 @@ from pathlib import Path
 from typing import Any
 
 from lora_training.config import adapter_kind, sites_text
+from lora_training.data.vocabulary import load_vocabulary
 from lora_training.defaults import (BIAS_BOOST, DECODE_BATCH_SIZE, DEVICES, MAX_CHUNK_SECONDS, MODEL_REFERENCE_HELP,
                                     default_model)
 from lora_training.errors import ConfigError, LoraTrainingError
 from lora_training.evaluation.biasing import keyterm_bias
 from lora_training.evaluation.inputs import (BUILTIN, Clip, audio_clips, check_output, failure_record, load_clip_audio,
                                              manifest_clips, safety_clips)
+from lora_training.evaluation.rewrite import vocabulary_rewriter
 from lora_training.export.runtimes import RUNTIMES
 from lora_training.options import option
 from lora_training.runs.results import SCHEMA_VERSION, SYSTEMS, deltas, write_results
@@ -53,6 +55,9 @@ class EvalOptions:
                                                "decoding, in both systems; also --vocabulary's default", metavar="FILE")
     bias_boost: float = option(BIAS_BOOST, "keyterm biasing: logit bonus for starting a term; its k-th token "
                                            "gets B·(1+ln k)", metavar="B")
+    rewrite_spoken: bool = option(True, "with --bias-vocabulary: spoken forms a transcript spells out ('word error "
+                                        "rate') are written as their terms ('WER'), in both systems",
+                                  flag="--no-rewrite-spoken")
     safety_manifest: str | None = option(None, "general-domain manifest for the safety WER, or 'builtin' (real "
                                                "English speech from Debian packages); None: no safety set",
                                          flag="--safety-manifest --safety", metavar="PATH|builtin")
@@ -114,12 +119,13 @@ class _Evaluator:
         label = f"{set_name} · {system}" if self.progress else None
         start = time.perf_counter()
         if system == "adapter" and self.runtime is not None:
-            results = transcribe_with_runtime(self.runtime, [audio[c.id] for c in todo],
+            results = transcribe_with_runtime(self.runtime, [audio[c.id] for c in todo], rewrite=self.rewrite,
                                               max_chunk_seconds=self.options.max_chunk_seconds, progress=label)
         else:
             results = transcribe_clips(self.model, self.processor, [audio[c.id] for c in todo],
                                        batch_size=self.options.batch_size,
-                                       max_chunk_seconds=self.options.max_chunk_seconds, progress=label, bias=self.bias)
+                                       max_chunk_seconds=self.options.max_chunk_seconds, progress=label, bias=self.bias,
+                                       rewrite=self.rewrite)
         seconds = time.perf_counter() - start
         audio_seconds = sum(len(audio[c.id]) for c in todo) / SAMPLE_RATE
         self.timing[system if set_name == "eval" else f"{set_name}_{system}"] = {
@@ -170,6 +176,7 @@ def run_evaluation(options: EvalOptions, *, progress: bool = False) -> dict[str,
 
     ev.model, ev.processor = _load_model(model_id, options, ev.timing)
     ev.bias = keyterm_bias(ev.processor.tokenizer, bias_terms or [], options.bias_boost)  # both systems alike
+    ev.rewrite = vocabulary_rewriter(options.bias_vocabulary, options.rewrite_spoken)
     if options.adapter_dir:
         # Attached before the baseline runs, so an adapter for another base model fails at once.
         ev.model = _attach_adapter(ev.model, options.adapter_dir, model_id, ev.timing)
@@ -201,7 +208,8 @@ def run_evaluation(options: EvalOptions, *, progress: bool = False) -> dict[str,
             "has_references": all(c.ref is not None for c in clips),
         },
         "options": dataclasses.asdict(options),
-        "biasing": {"vocabulary": options.bias_vocabulary, "terms": len(bias_terms), "boost": options.bias_boost}
+        "biasing": {"vocabulary": options.bias_vocabulary, "terms": len(bias_terms), "boost": options.bias_boost,
+                    "rewrite_spoken": ev.rewrite is not None}
                    if bias_terms is not None else None,
         "seen_terms": seen_terms,
         "seen_terms_by_source": (sidecar or {}).get("train_terms_by_source"),
@@ -254,11 +262,7 @@ def _open_export(options: EvalOptions, model, timing: dict[str, Any]):
 
 
 def _vocabulary(path: str | None) -> list[str] | None:
-    if not path:
-        return None
-    from lora_training.data.vocabulary import load_vocabulary
-
-    return load_vocabulary(path).written_forms()
+    return load_vocabulary(path).written_forms() if path else None
 
 
 def _load_model(model_id: str, options: EvalOptions, timing: dict[str, Any]):

@@ -22,6 +22,7 @@ The Moonshine internals behind the encoding and decoding live in `models/moonshi
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -38,6 +39,7 @@ MAX_BUCKET_SECONDS = 240.0
 # Quiet points are found on the energy of 25 ms frames every 10 ms (FRAME, HOP), averaged over
 # 200 ms so that one quiet sample inside a word is not a pause.
 _SMOOTH_FRAMES = 20
+Rewriter = Callable[[str], str]
 
 
 @dataclass
@@ -100,13 +102,14 @@ def length_buckets(lengths: list[int], max_batch: int, *, max_padding: float = M
 
 def transcribe_clips(model, processor, audios: list[np.ndarray], *, batch_size: int = DECODE_BATCH_SIZE,
                      max_chunk_seconds: float = MAX_CHUNK_SECONDS, progress: str | None = None,
-                     bias: LogitsHook | None = None) -> list[ClipResult]:
+                     bias: LogitsHook | None = None, rewrite: Rewriter | None = None) -> list[ClipResult]:
     """One ClipResult per clip, in input order; a clip that fails is reported, never dropped.
 
     Clips (or their chunks) are encoded in tight length buckets and decoded in groups of up to
     `batch_size`. A bucket or group that raises is retried clip by clip, so one bad clip cannot
     take its neighbours down. `progress` labels a progress bar on stderr (None: no bar). `bias`
     shifts every decoding step's logits (keyterm biasing, evaluation/biasing.py); None: plain greedy.
+    `rewrite` turns each clip's joined text into the text returned (spoken forms, evaluation/rewrite.py).
     """
     import torch
 
@@ -169,8 +172,12 @@ def transcribe_clips(model, processor, audios: list[np.ndarray], *, batch_size: 
         result.tokens.append(ids[i])
         texts[clip].append(processor.decode(ids[i], skip_special_tokens=True).strip())
     for result, parts in zip(results, texts):
-        result.text = None if result.error else " ".join(p for p in parts if p)
+        result.text = None if result.error else _rewritten(" ".join(p for p in parts if p), rewrite)
     return results
+
+
+def _rewritten(text: str, rewrite: Rewriter | None) -> str:
+    return rewrite(text) if rewrite else text
 
 
 def _guarded(step, indices: list[int], out: dict, errors: dict[int, str]) -> None:
@@ -199,9 +206,11 @@ def _progress_bar(label: str | None, total_samples: int):
 
 
 def greedy_transcribe(model, processor, audios: list[np.ndarray], *, batch_size: int = DECODE_BATCH_SIZE,
-                      progress: str | None = None, bias: LogitsHook | None = None) -> list[str]:
+                      progress: str | None = None, bias: LogitsHook | None = None,
+                      rewrite: Rewriter | None = None) -> list[str]:
     """Texts for `audios` (16 kHz mono float32), in input order; the first failing clip raises."""
-    results = transcribe_clips(model, processor, audios, batch_size=batch_size, progress=progress, bias=bias)
+    results = transcribe_clips(model, processor, audios, batch_size=batch_size, progress=progress, bias=bias,
+                               rewrite=rewrite)
     for i, result in enumerate(results):
         if result.error:
             raise RuntimeError(f"clip {i}: transcription failed: {result.error}")
@@ -209,7 +218,7 @@ def greedy_transcribe(model, processor, audios: list[np.ndarray], *, batch_size:
 
 
 def transcribe_with_runtime(runtime, audios: list[np.ndarray], *, max_chunk_seconds: float = MAX_CHUNK_SECONDS,
-                            progress: str | None = None) -> list[ClipResult]:
+                            progress: str | None = None, rewrite: Rewriter | None = None) -> list[ClipResult]:
     """ClipResults from an exported model in an on-device runtime (export/runtimes.py), one clip at a
     time as the device decodes; long clips are cut at the same quiet points as `transcribe_clips`."""
     bar = _progress_bar(progress, sum(len(a) for a in audios))
@@ -219,7 +228,7 @@ def transcribe_with_runtime(runtime, audios: list[np.ndarray], *, max_chunk_seco
             spans = quiet_split(audio, max_chunk_seconds)
             try:
                 parts = [runtime.transcribe(audio[start:end]) for start, end in spans]
-                results.append(ClipResult(text=" ".join(p for p in parts if p), chunks=len(spans)))
+                results.append(ClipResult(text=_rewritten(" ".join(p for p in parts if p), rewrite), chunks=len(spans)))
             except Exception as e:
                 results.append(ClipResult(text=None, error=f"{type(e).__name__}: {e}", chunks=len(spans)))
             bar.update(len(audio))

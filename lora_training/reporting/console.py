@@ -126,7 +126,8 @@ def _title(result: dict[str, Any]) -> str:
     source = inputs["manifest"] or ", ".join(inputs["audio"])
     adapter = f" + {model['adapter_dir']}" if model.get("adapter_dir") else ""
     biasing = result.get("biasing")
-    bias = f"; keyterm biasing: {biasing['terms']} terms, boost {biasing['boost']:g}" if biasing else ""
+    bias = (f"; keyterm biasing: {biasing['terms']} terms, boost {biasing['boost']:g}"
+            + (", spoken forms rewritten" if biasing.get("rewrite_spoken") else "")) if biasing else ""
     return f"{model['model_id']}{adapter} on {source} ({inputs['n_clips']} clips, {inputs['audio_seconds']:.0f} s){bias}"
 
 

@@ -109,26 +109,31 @@ def safety_set(manifest: str | None, count: int, every: int = 1) -> EvalSet | No
     return EvalSet("safety", path, [c.ref for c in clips], audio, None, normalizer="safety")
 
 
-def eval_bias(processor, vocabulary: str | None, boost: float):
-    """Keyterm biasing for the in-loop evals (None: off), so dev choices see what `evaluate` will."""
+def eval_decoding(processor, vocabulary: str | None, boost: float, rewrite_spoken: bool) -> dict[str, Any]:
+    """Keyterm biasing and the spoken-form rewrite for the in-loop evals (None: off), so dev choices see
+    what `evaluate` will."""
     if not vocabulary:
-        return None
+        return {"bias": None, "rewrite": None}
     from lora_training.data.vocabulary import load_vocabulary
     from lora_training.evaluation.biasing import keyterm_bias
+    from lora_training.evaluation.rewrite import spoken_rewriter
 
-    forms = load_vocabulary(vocabulary).written_forms()
-    log.info("keyterm biasing in evals: %d terms of %s, boost %g", len(forms), vocabulary, boost)
-    return keyterm_bias(processor.tokenizer, forms, boost)
+    terms = load_vocabulary(vocabulary).terms
+    rewrite = spoken_rewriter(terms) if rewrite_spoken else None
+    log.info("keyterm biasing in evals: %d terms of %s, boost %g; spoken forms %s", len(terms), vocabulary, boost,
+             "rewritten" if rewrite else "left as decoded")
+    return {"bias": keyterm_bias(processor.tokenizer, [t.written for t in terms], boost), "rewrite": rewrite}
 
 
 class InLoopEvals:
     """Transcribes and scores the run's sets; the recipe decides what the numbers may change."""
 
     def __init__(self, dev: EvalSet, test: EvalSet, safety: EvalSet | None, *, seen_terms: list[str],
-                 vocabulary: list[str] | None, batch_size: int, bias=None):
+                 vocabulary: list[str] | None, batch_size: int, bias=None, rewrite=None):
         self.dev_set, self.test_set, self.safety = dev, test, safety
         self.seen_terms, self.vocabulary, self.batch_size = seen_terms, vocabulary, batch_size
-        self.bias = bias  # keyterm biasing (evaluation/biasing.py) on every set, as `evaluate` decodes
+        # Keyterm biasing (evaluation/biasing.py) and the spoken-form rewrite on every set, as `evaluate` decodes.
+        self.bias, self.rewrite = bias, rewrite
 
     def score(self, model, processor, s: EvalSet, *, per_clip: bool = False) -> dict[str, Any]:
         """Greedy transcripts of `s`, scored like `evaluate` scores them; with `per_clip`, each clip's
@@ -137,7 +142,8 @@ class InLoopEvals:
         from lora_training.evaluation.transcribe import greedy_transcribe
 
         started = time.perf_counter()
-        hyps = greedy_transcribe(model, processor, s.audio, batch_size=self.batch_size, bias=self.bias)
+        hyps = greedy_transcribe(model, processor, s.audio, batch_size=self.batch_size, bias=self.bias,
+                                 rewrite=self.rewrite)
         jargon = s.normalizer == "jargon"
         summary = score(s.refs, hyps, terms=s.terms, normalizer=s.normalizer,
                         seen_terms=self.seen_terms if jargon else None, vocabulary=self.vocabulary if jargon else None)

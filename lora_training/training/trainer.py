@@ -37,7 +37,7 @@ from lora_training.training.collate import Example, build_examples, check_label_
 from lora_training.training.data_order import DataOrder, lr_factor, with_corrections
 from lora_training.training.dev_split import CARVED, dev_and_train, dev_digest
 from lora_training.training.encoder_cache import EncoderCache
-from lora_training.training.evals import (EvalSet, InLoopEvals, adapter_weights, brief, describe, eval_bias,
+from lora_training.training.evals import (EvalSet, InLoopEvals, adapter_weights, brief, describe, eval_decoding,
                                           safety_set, seen_terms, terms_by_source)
 from lora_training.training.selection import Selection, settle
 from lora_training.formatting import hms
@@ -131,7 +131,7 @@ class Trainer:
             EvalSet.of("test", cfg.eval_manifest, self.eval_utts, audio),
             safety_set(cfg.safety_manifest, cfg.safety_in_loop, cfg.safety_every) if self.is_main else None,
             seen_terms=self.seen_terms, vocabulary=self.vocabulary, batch_size=cfg.eval_batch_size,
-            bias=eval_bias(self.processor, cfg.bias_vocabulary, cfg.bias_boost))
+            **eval_decoding(self.processor, cfg.bias_vocabulary, cfg.bias_boost, cfg.rewrite_spoken))
         log.info("decoded %d train, %d replay, %d dev, %d eval clips in %.1fs", len(self.train_examples),
                  len(self.replay_examples), len(self.dev_utts), len(self.eval_utts), time.perf_counter() - started)
         check_label_lengths(self.train_utts, self.train_examples, model.config.max_position_embeddings)

@@ -175,7 +175,7 @@ def test_keyterm_biasing_flags_reach_both_systems_and_the_result(trained_run, ti
     assert code == 0
     result = json.loads(out.read_text())
     assert result["options"]["bias_vocabulary"] == str(vocabulary) and result["options"]["bias_boost"] == 100.0
-    assert result["biasing"] == {"vocabulary": str(vocabulary), "terms": 1, "boost": 100.0}
+    assert result["biasing"] == {"vocabulary": str(vocabulary), "terms": 1, "boost": 100.0, "rewrite_spoken": True}
     assert result["inputs"]["vocabulary"] == str(vocabulary)
     for system in ("baseline", "adapter"):
         alarms = result["summary"][system]["term_recall"]["false_alarms"]

@@ -30,6 +30,15 @@ def test_a_config_saved_before_encoder_layers_resumes_with_every_encoder_layer(t
     assert sites_text({**cfg.to_dict(), "adapter_sites": "decoder"}) == "decoder"
 
 
+def test_a_config_saved_before_the_rewrite_resumes_decoding_its_evals_as_it_did(tmp_path):
+    """A resumed run must choose as the uninterrupted one would: evals keep the decoder's text."""
+    saved = ExperimentConfig(bias_vocabulary="v.txt").to_dict()
+    assert saved["rewrite_spoken"] is True
+    del saved["rewrite_spoken"]
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    assert ExperimentConfig.load(tmp_path / "config.json").rewrite_spoken is False
+
+
 def test_unknown_key_in_saved_config_is_an_error(tmp_path):
     path = tmp_path / "config.json"
     path.write_text('{"max_steps": 5, "learning_rate": 0.1}')
