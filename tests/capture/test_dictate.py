@@ -418,3 +418,22 @@ def test_bias_vocabulary_decodes_with_the_keyterm_hook(two_phrases, tiny_model_d
     segments = segment_audio(audio)
     assert [r["text"] for r in results] == _texts(tiny_model_dir, [s.audio for s in segments], bias=bias)
     assert [r["text"] for r in results] != _texts(tiny_model_dir, [s.audio for s in segments])
+
+
+def test_the_torch_path_writes_spoken_forms_as_terms_unless_told_not_to(tiny_model_dir, tmp_path):
+    from dataclasses import replace
+
+    from lora_training.capture.dictate import load_transcriber
+    from lora_training.data.vocabulary import load_vocabulary
+
+    path = tmp_path / "vocabulary.txt"
+    path.write_text("nginx | engine x\n")
+    options = DictateOptions(base_model=str(tiny_model_dir), bias_vocabulary=str(path))
+    transcriber = load_transcriber(options, load_vocabulary(path))
+    assert transcriber.rewrite("the engine x box") == "the nginx box"
+    assert transcriber.bias is not None
+    plain = transcriber.transcribe(np.zeros(SAMPLE_RATE, np.float32))
+    transcriber.rewrite = lambda text: f"<{text}>"  # the rewrite is what transcribe() returns
+    assert transcriber.transcribe(np.zeros(SAMPLE_RATE, np.float32)) == f"<{plain}>"
+    assert load_transcriber(replace(options, rewrite_spoken=False), load_vocabulary(path)).rewrite is None
+    assert load_transcriber(DictateOptions(base_model=str(tiny_model_dir))).bias is None

@@ -186,6 +186,10 @@ def test_keyterm_biasing_flags_reach_both_systems_and_the_result(trained_run, ti
                             str(tiny_manifests[1]), "--vocabulary", str(vocabulary), "--json", "--no-progress"], capsys)
     plain = json.loads(stdout)
     assert code == 0 and plain["biasing"] is None and plain["options"]["bias_vocabulary"] is None
+    code, stdout, _ = _run(["transcribe", "--adapter-dir", str(run_dir / "adapter"), "--manifest", str(tiny_manifests[1]),
+                            "--bias-vocabulary", str(vocabulary), "--no-rewrite-spoken", "--json", "--no-progress"],
+                           capsys)
+    assert code == 0 and json.loads(stdout)["biasing"]["rewrite_spoken"] is False
     for system in ("baseline", "adapter"):
         assert (plain["summary"][system]["term_recall"]["false_alarms"]["total"]
                 < result["summary"][system]["term_recall"]["false_alarms"]["total"])
@@ -195,7 +199,7 @@ def test_evaluate_run_and_pipelines_take_the_biasing_options():
     from lora_training.errors import ConfigError
     from lora_training.runners.evaluation import check_overrides, overridable
 
-    assert {"bias_vocabulary", "bias_boost"} <= set(overridable())
+    assert {"bias_vocabulary", "bias_boost", "rewrite_spoken"} <= set(overridable())
     check_overrides({"bias_vocabulary": "vocabulary.txt", "bias_boost": 4.0}, "stage evaluate")
     with pytest.raises(ConfigError, match="bias_boost: expected a finite logit bonus >= 0"):
         check_overrides({"bias_boost": -1.0}, "stage evaluate")

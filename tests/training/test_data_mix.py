@@ -99,18 +99,42 @@ def test_builtin_replay_is_the_replay_half_or_off_with_a_reason(monkeypatch):
     assert path is None and note.startswith("replay off:") and "no packages installed" in note
 
 
-def test_in_loop_evals_decode_with_the_keyterm_hook(monkeypatch, tmp_path):
+def test_in_loop_evals_decode_with_the_keyterm_hook_and_the_rewrite(monkeypatch, tmp_path):
     from lora_training.evaluation import transcribe
     from lora_training.training.evals import EvalSet, InLoopEvals
 
     seen = []
 
-    def fake(model, processor, audios, *, batch_size, progress=None, bias=None):
-        seen.append(bias)
-        return [transcribe.ClipResult(text="hello world") for _ in audios]
+    def fake(model, processor, audios, *, batch_size, progress=None, bias=None, rewrite=None):
+        seen.append((bias, rewrite))
+        return [transcribe.ClipResult(text=rewrite("word error rate")) for _ in audios]
 
     monkeypatch.setattr(transcribe, "transcribe_clips", fake)
-    dev = EvalSet("dev", "dev.jsonl", ["hello world"], [np.zeros(1600, np.float32)], None)
+    dev = EvalSet("dev", "dev.jsonl", ["WER"], [np.zeros(1600, np.float32)], None)
     hook = object()
-    InLoopEvals(dev, dev, None, seen_terms=[], vocabulary=None, batch_size=2, bias=hook).dev(None, None)
-    assert seen == [hook]
+
+    def rewrite(text):
+        return text.replace("word error rate", "WER")
+
+    result = InLoopEvals(dev, dev, None, seen_terms=[], vocabulary=None, batch_size=2, bias=hook,
+                         rewrite=rewrite).dev(None, None)
+    assert seen == [(hook, rewrite)]
+    assert result["wer"] == 0.0 and result["samples"] == [{"ref": "WER", "hyp": "WER"}]
+
+
+def test_the_runs_vocabulary_gives_its_evals_the_hook_and_the_rewrite(tmp_path):
+    from types import SimpleNamespace
+
+    from lora_training.training.evals import eval_decoding
+
+    class Tokenizer:
+        def encode(self, text, add_special_tokens=False):
+            return [ord(c) for c in text]
+
+    processor = SimpleNamespace(tokenizer=Tokenizer())
+    vocabulary = tmp_path / "v.txt"
+    vocabulary.write_text("WER | word error rate\n")
+    on = eval_decoding(processor, str(vocabulary), 1.0, True)
+    assert on["bias"] is not None and on["rewrite"]("the word error rate") == "the WER"
+    assert eval_decoding(processor, str(vocabulary), 1.0, False)["rewrite"] is None
+    assert eval_decoding(processor, None, 1.0, True) == {"bias": None, "rewrite": None}
