@@ -20,6 +20,7 @@ import os
 import queue
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -61,8 +62,8 @@ class DictateOptions:
     adapter_dir: str | None = option(None, "adapter folder, merged into its base model (torch)", metavar="DIR")
     base_model: str | None = option(None, f"base model of the torch path: {MODEL_REFERENCE_HELP} (default: the "
                                           f"adapter's base model, else {default_model(DICTATE_POLICY)})", metavar="REF")
-    bias_vocabulary: str | None = option(None, "keyterm biasing (torch only; off without it): favour these written "
-                                               "forms while decoding", metavar="FILE")
+    bias_vocabulary: str | None = option(None, "keyterm biasing (torch path only) and spoken forms written as terms "
+                                               "(any path); off without it", metavar="FILE")
     bias_boost: float = option(BIAS_BOOST, "keyterm biasing: logit bonus for starting a term", metavar="B")
     rewrite_spoken: bool = option(True, "with --bias-vocabulary: spoken forms the text spells out ('word error rate') "
                                         "are written as their terms ('WER')", flag="--no-rewrite-spoken")
@@ -80,9 +81,9 @@ class DictateOptions:
         if self.model and self.adapter_dir:
             problems.append(f"model: expected one of --model or --adapter-dir (or neither: the base model), "
                             f"got both ({self.model}, {self.adapter_dir})")
-        for name, flag in (("base_model", "--base-model"), ("bias_vocabulary", "--bias-vocabulary")):
-            if self.model and getattr(self, name):
-                problems.append(f"{name}: {flag} is for the torch path, expected no --model, got --model {self.model}")
+        if self.model and self.base_model:
+            problems.append(f"base_model: --base-model is for the torch path, expected no --model, "
+                            f"got --model {self.model}")
         if self.file and self.push_to_talk:
             problems.append("push_to_talk: needs the microphone, expected no --file, got --file")
         if not 0 <= self.bias_boost < float("inf"):
@@ -114,6 +115,17 @@ class TorchTranscriber:
         return result.text
 
 
+class Rewritten:
+    """An on-device runtime's text with the spoken-form rewrite applied: the runtimes take no decoding
+    hook (no keyterm biasing), but the rewrite is text and costs nothing."""
+
+    def __init__(self, runtime: Transcriber, rewrite: Callable[[str], str]):
+        self.runtime, self.rewrite = runtime, rewrite
+
+    def transcribe(self, audio: np.ndarray) -> str:
+        return self.rewrite(self.runtime.transcribe(audio))
+
+
 def base_reference(options: DictateOptions) -> str:
     """--base-model, else the base model the adapter's sidecar names, else the dictation default."""
     if options.base_model:
@@ -129,12 +141,15 @@ def base_reference(options: DictateOptions) -> str:
 
 def load_transcriber(options: DictateOptions, vocabulary=None) -> Transcriber:
     """The export through its runtime, or the base model with the adapter merged in (no LoRA cost per token)."""
+    from lora_training.evaluation.rewrite import spoken_rewriter
+
     if options.model:
         from lora_training.export.runtimes import open_export
 
-        return open_export(options.model, runtime=options.runtime, threads=options.threads or 1)
+        runtime = open_export(options.model, runtime=options.runtime, threads=options.threads or 1)
+        rewrite = spoken_rewriter(vocabulary.terms) if vocabulary is not None and options.rewrite_spoken else None
+        return Rewritten(runtime, rewrite) if rewrite else runtime
     from lora_training.evaluation.biasing import keyterm_bias
-    from lora_training.evaluation.rewrite import spoken_rewriter
     from lora_training.models.adapters import load_adapter
     from lora_training.models.registry import resolve_model
     from lora_training.models.runtime import pick_device, set_threads
@@ -319,6 +334,9 @@ def dictate(options: DictateOptions, *, source=None, out: Callable[[str], object
         from lora_training.data.vocabulary import load_vocabulary
 
         vocabulary = load_vocabulary(options.bias_vocabulary)
+        if options.model:
+            print(f"{options.bias_vocabulary}: keyterm biasing needs the torch path (--adapter-dir); with --model "
+                  f"only spoken forms are written as terms", file=sys.stderr)
     if options.model and not Path(options.model).is_dir():
         raise ConfigError(f"model: {options.model} not found, expected an exported model folder")
     label = options.model or options.adapter_dir or base_reference(options)

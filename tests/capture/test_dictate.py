@@ -339,8 +339,8 @@ def test_an_exported_model_is_decoded_by_its_runtime(two_phrases, tiny_export, t
 @pytest.mark.parametrize("kwargs, message", [
     ({"model": "exp", "adapter_dir": "ad"}, "model: expected one of --model or --adapter-dir (or neither: the base "
                                             "model), got both (exp, ad)"),
-    ({"model": "exp", "bias_vocabulary": "v.txt"}, "bias_vocabulary: --bias-vocabulary is for the torch path, "
-                                                   "expected no --model, got --model exp"),
+    ({"model": "exp", "base_model": "b"}, "base_model: --base-model is for the torch path, expected no --model, "
+                                          "got --model exp"),
     ({"file": "a.wav", "push_to_talk": True}, "push_to_talk: needs the microphone, expected no --file, got --file"),
     ({"bias_boost": -1.0}, "bias_boost: expected a finite logit bonus >= 0, got -1.0"),
 ])
@@ -437,3 +437,21 @@ def test_the_torch_path_writes_spoken_forms_as_terms_unless_told_not_to(tiny_mod
     assert transcriber.transcribe(np.zeros(SAMPLE_RATE, np.float32)) == f"<{plain}>"
     assert load_transcriber(replace(options, rewrite_spoken=False), load_vocabulary(path)).rewrite is None
     assert load_transcriber(DictateOptions(base_model=str(tiny_model_dir))).bias is None
+
+
+def test_an_exported_model_gets_the_rewrite_but_no_bias(tmp_path, monkeypatch):
+    from lora_training.capture.dictate import load_transcriber
+    from lora_training.data.vocabulary import load_vocabulary
+    from lora_training.export import runtimes
+
+    class Runtime:
+        def transcribe(self, audio):
+            return "restart engine x"
+
+    monkeypatch.setattr(runtimes, "open_export", lambda *a, **k: Runtime())
+    path = tmp_path / "vocabulary.txt"
+    path.write_text("nginx | engine x\n")
+    options = DictateOptions(model="exp", bias_vocabulary=str(path))
+    assert load_transcriber(options, load_vocabulary(path)).transcribe(None) == "restart nginx"
+    off = DictateOptions(model="exp", bias_vocabulary=str(path), rewrite_spoken=False)
+    assert load_transcriber(off, load_vocabulary(path)).transcribe(None) == "restart engine x"
