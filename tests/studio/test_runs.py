@@ -5,6 +5,7 @@ browser that starts a tiny run from the form, watches its curves and stops it.""
 from __future__ import annotations
 
 import html
+import re
 import time
 from pathlib import Path
 
@@ -75,6 +76,8 @@ def test_runs_page_lists_what_status_lists_and_the_form_follows_the_dataclass(tm
         assert f'name="{f.name}"' in text and f.help in text
     assert '<option selected>decoder</option>' in text and 'value="q_proj k_proj v_proj o_proj fc1 fc2"' in text
     assert 'type="checkbox" id="f-use_dora" name="use_dora"' in text and 'id="f-max_steps" name="max_steps"' in text
+    assert re.search(r'name="rewrite_spoken" value="on"\s+aria-describedby="[^"]*" checked>', text)  # on by default
+    assert not re.search(r'name="use_dora" value="on"\s+aria-describedby="[^"]*" checked>', text)
     fragment = _client(tmp_path).get("/runs", headers={**HX, "HX-Target": "runs-table"})
     assert fragment.status_code == 200 and 'id="runs-table"' in fragment.text
     assert "<nav" not in fragment.text and "new-run" not in fragment.text
@@ -82,7 +85,9 @@ def test_runs_page_lists_what_status_lists_and_the_form_follows_the_dataclass(tm
 
 def test_form_gives_only_the_fields_changed_from_their_defaults():
     defaults = {f.name: f.default for f in FIELDS}
-    assert _given(defaults) == {} and _given({}) == {}
+    assert _given(defaults) == {}
+    # An unticked checkbox is not posted: an empty post turns off what is on by default.
+    assert _given({}) == {"rewrite_spoken": False} == {f.name: False for f in FIELDS if f.default == "on"}
     changed = {**defaults, "max_steps": "7", "target_modules": " q_proj   v_proj ", "replay_manifest": "",
                "dev_manifest": "none", "use_dora": "on", "lr": "1e-3", "seed": "x"}
     assert _given(changed) == {"max_steps": 7, "target_modules": ["q_proj", "v_proj"], "replay_manifest": None, "dev_manifest": None,
