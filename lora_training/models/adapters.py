@@ -66,6 +66,9 @@ def apply_adapter(model, *, r: int, alpha: int, dropout: float, use_dora: bool, 
             f"target_modules: no layer matched {list(target_modules)} in the {sites} site(s), "
             f"expected Moonshine layer names such as q_proj, v_proj, fc1 ({e})"
         ) from e
+    from lora_training.models.dropout import use_fast_dropout
+
+    use_fast_dropout(peft_model)  # a quarter of a CPU step was drawing dropout masks (models/dropout.py)
     if use_dora:  # one base pass per layer instead of peft's two (models/dora.py says what differs)
         from lora_training.models.dora import use_one_base_dora
 
