@@ -7,7 +7,9 @@ One `transcribe` per boost: model embedded:moonshine-base with the demo's best a
 run scores both systems, base model and adapter, under the same bias), `--manifest
 my_voice_eval.jsonl` (28 clips, 50 term occurrences, 15 of them of the 4 terms no training row
 has: __init__, C#, pytest, !=), `--vocabulary` and `--bias-vocabulary` the demo's vocabulary.txt,
-`--safety builtin`. Boost 0 runs without `--bias-vocabulary`: biasing off.
+`--safety builtin`. Boost 0 is biasing off (`--bias-boost 0`: no decoding hook); every boost, 0
+included, decodes with the spoken-form rewrite the vocabulary brings (`--no-rewrite`: without it, as
+the boost was first chosen), so the table isolates what the logit bonus adds.
 
 Prints one markdown table. Values carry their 95% interval (bootstrap over utterances, as the
 result JSON's); "Δ" columns are the change from boost 0 for the same system with a paired
@@ -33,14 +35,15 @@ sys.path.insert(0, str(ROOT))
 SYSTEMS = ("baseline", "adapter")
 
 
-def transcribe(demo: Path, boost: float, threads: int, output: Path) -> dict:
+def transcribe(demo: Path, boost: float, threads: int, output: Path, rewrite: bool = True) -> dict:
     data = demo / "data"
     command = [sys.executable, str(ROOT / "main.py"), "transcribe", "--model-id", "embedded:moonshine-base",
                "--adapter-dir", str(demo / "demo_tune" / "best_adapter"),
                "--manifest", str(data / "my_voice_eval.jsonl"), "--vocabulary", str(data / "vocabulary.txt"),
                "--safety", "builtin", "--num-threads", str(threads), "--output", str(output), "--no-progress"]
-    if boost:
-        command += ["--bias-vocabulary", str(data / "vocabulary.txt"), "--bias-boost", str(boost)]
+    command += ["--bias-vocabulary", str(data / "vocabulary.txt"), "--bias-boost", str(boost)]
+    if not rewrite:
+        command.append("--no-rewrite-spoken")
     # Exit status 1 is the safety gate or a clip failure; the numbers are in the output either way.
     subprocess.run(command, cwd=ROOT, stdout=subprocess.DEVNULL, check=False)
     return json.loads(output.read_text())
@@ -94,13 +97,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--boosts", type=float, nargs="+", default=[0, 1, 2, 4, 8])
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--demo", type=Path, default=ROOT / "outputs" / "demo", help="the demo's outputs folder")
+    parser.add_argument("--no-rewrite", dest="rewrite", action="store_false",
+                        help="decode without the spoken-form rewrite (biasing alone)")
     args = parser.parse_args(argv)
 
     from lora_training.data.vocabulary import load_vocabulary
 
     vocabulary = load_vocabulary(args.demo / "data" / "vocabulary.txt").written_forms()
     with tempfile.TemporaryDirectory() as tmp:
-        results = {b: transcribe(args.demo, b, args.threads, Path(tmp) / f"boost_{b:g}.json") for b in args.boosts}
+        results = {b: transcribe(args.demo, b, args.threads, Path(tmp) / f"boost_{b:g}.json", args.rewrite)
+                   for b in args.boosts}
     print("| system | boost | WER % | Δ WER | seen recall % | unseen recall % | Δ unseen | false alarms | "
           "safety WER % | Δ safety | safety FA |")
     print("| --- | ---: | --- | --- | --- | --- | --- | ---: | --- | --- | ---: |")
