@@ -141,13 +141,13 @@ def base_reference(options: DictateOptions) -> str:
 
 def load_transcriber(options: DictateOptions, vocabulary=None) -> Transcriber:
     """The export through its runtime, or the base model with the adapter merged in (no LoRA cost per token)."""
-    from lora_training.evaluation.rewrite import spoken_rewriter
+    from lora_training.evaluation.rewrite import vocabulary_rewriter
 
+    rewrite = vocabulary_rewriter(vocabulary, options.rewrite_spoken)
     if options.model:
         from lora_training.export.runtimes import open_export
 
         runtime = open_export(options.model, runtime=options.runtime, threads=options.threads or 1)
-        rewrite = spoken_rewriter(vocabulary.terms) if vocabulary is not None and options.rewrite_spoken else None
         return Rewritten(runtime, rewrite) if rewrite else runtime
     from lora_training.evaluation.biasing import keyterm_bias
     from lora_training.models.adapters import load_adapter
@@ -159,11 +159,8 @@ def load_transcriber(options: DictateOptions, vocabulary=None) -> Transcriber:
     model, processor = resolve_model(reference, device=pick_device())
     if options.adapter_dir:
         model = load_adapter(model, options.adapter_dir, base_model=reference).merge_and_unload().eval()
-    if vocabulary is None:
-        return TorchTranscriber(model, processor)
-    rewrite = spoken_rewriter(vocabulary.terms) if options.rewrite_spoken else None
-    return TorchTranscriber(model, processor, keyterm_bias(processor.tokenizer, vocabulary.written_forms(),
-                                                           options.bias_boost), rewrite)
+    bias = keyterm_bias(processor.tokenizer, vocabulary.written_forms(), options.bias_boost) if vocabulary else None
+    return TorchTranscriber(model, processor, bias, rewrite)
 
 
 def clipboard_copier() -> Callable[[str], None]:

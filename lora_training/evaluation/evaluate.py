@@ -159,7 +159,8 @@ def run_evaluation(options: EvalOptions, *, progress: bool = False) -> dict[str,
     sidecar = _sidecar(options.adapter_dir) or _export_provenance(options.export_dir)
     model_id = options.model_id or (sidecar or {}).get("base_model") or default_model("transcribe")
     clips = manifest_clips(options.manifest) if options.manifest else audio_clips(options.audio)
-    bias_terms = _vocabulary(options.bias_vocabulary)
+    bias_vocabulary = load_vocabulary(options.bias_vocabulary) if options.bias_vocabulary else None
+    bias_terms = bias_vocabulary.written_forms() if bias_vocabulary else None
     vocabulary = _vocabulary(options.vocabulary) if options.vocabulary else bias_terms
     seen_terms = sorted(sidecar.get("train_terms") or []) if sidecar else None
     audio, failures = load_clip_audio(clips, "eval")
@@ -176,7 +177,7 @@ def run_evaluation(options: EvalOptions, *, progress: bool = False) -> dict[str,
 
     ev.model, ev.processor = _load_model(model_id, options, ev.timing)
     ev.bias = keyterm_bias(ev.processor.tokenizer, bias_terms or [], options.bias_boost)  # both systems alike
-    ev.rewrite = vocabulary_rewriter(options.bias_vocabulary, options.rewrite_spoken)
+    ev.rewrite = vocabulary_rewriter(bias_vocabulary, options.rewrite_spoken)
     if options.adapter_dir:
         # Attached before the baseline runs, so an adapter for another base model fails at once.
         ev.model = _attach_adapter(ev.model, options.adapter_dir, model_id, ev.timing)

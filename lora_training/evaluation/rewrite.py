@@ -101,10 +101,7 @@ def spoken_rewriter(terms: Iterable) -> Callable[[str], str] | None:
     return rewrite
 
 
-def vocabulary_rewriter(path: str | None, enabled: bool = True) -> Callable[[str], str] | None:
-    """The rewriter of a decode-time vocabulary file (`--bias-vocabulary`); None without one, or when off."""
-    if not (path and enabled):
-        return None
-    from lora_training.data.vocabulary import load_vocabulary
-
-    return spoken_rewriter(load_vocabulary(path).terms)
+def vocabulary_rewriter(vocabulary, enabled: bool = True) -> Callable[[str], str] | None:
+    """The rewriter of a loaded decode-time vocabulary (`--bias-vocabulary`, a `data.vocabulary.Vocabulary`);
+    None without one, when turned off, or when no term yields a rule."""
+    return spoken_rewriter(vocabulary.terms) if vocabulary is not None and enabled else None

@@ -68,7 +68,7 @@ def apply_adapter(model, *, r: int, alpha: int, dropout: float, use_dora: bool, 
         ) from e
     from lora_training.models.dropout import use_fast_dropout
 
-    use_fast_dropout(peft_model)  # a quarter of a CPU step was drawing dropout masks (models/dropout.py)
+    use_fast_dropout(peft_model)  # nn.Dropout's masks cost 6-9% of a CPU step more (models/dropout.py)
     if use_dora:  # one base pass per layer instead of peft's two (models/dora.py says what differs)
         from lora_training.models.dora import use_one_base_dora
 

@@ -1,13 +1,14 @@
-"""The adapters' dropout on a CPU, with its mask drawn ~4× faster than `nn.Dropout` draws it.
+"""The adapters' dropout on a CPU, its mask drawn ~3× faster than `nn.Dropout` draws and applies it.
 
 Profiled on the 2-core dev machine (moonshine-base, decoder-only LoRA r16, batch 8, 2 threads),
-`nn.Dropout` on the adapters' inputs took ~22% of a training step: `bernoulli_` costs ~1 ns per
-element on CPU and the cross-attention adapters read every encoder frame. Here the mask comes from
+`nn.Dropout` on the adapters' inputs was ~22% of a training step's profiled time: `bernoulli_` costs
+~1 ns per element on CPU and the cross-attention adapters read every encoder frame. Here the mask comes from
 NumPy's PCG64 as 16-bit integers, in a generator seeded from torch's at each call, so
 `torch.manual_seed` and the checkpointed torch RNG state still decide every mask: a resumed run
 draws what the uninterrupted one would. p is rounded to k/65536 (0.05 → 0.0500031) and kept values
 are scaled by 1/(1 − k/65536): inverted dropout, unbiased, as `nn.Dropout`. Off the CPU (a GPU
-draws masks fast) or in eval mode it is `nn.Dropout` itself.
+draws masks fast) or in eval mode it is `nn.Dropout` itself. Measured A/B in one process: a
+decoder-only step 0.329 → 0.302 s, DoRA r32 0.541 → 0.508 s (docs/personalized/README.md).
 """
 
 from __future__ import annotations

@@ -116,13 +116,13 @@ def eval_decoding(processor, vocabulary: str | None, boost: float, rewrite_spoke
         return {"bias": None, "rewrite": None}
     from lora_training.data.vocabulary import load_vocabulary
     from lora_training.evaluation.biasing import keyterm_bias
-    from lora_training.evaluation.rewrite import spoken_rewriter
+    from lora_training.evaluation.rewrite import vocabulary_rewriter
 
-    terms = load_vocabulary(vocabulary).terms
-    rewrite = spoken_rewriter(terms) if rewrite_spoken else None
-    log.info("keyterm biasing in evals: %d terms of %s, boost %g; spoken forms %s", len(terms), vocabulary, boost,
-             "rewritten" if rewrite else "left as decoded")
-    return {"bias": keyterm_bias(processor.tokenizer, [t.written for t in terms], boost), "rewrite": rewrite}
+    loaded = load_vocabulary(vocabulary)
+    rewrite = vocabulary_rewriter(loaded, rewrite_spoken)
+    log.info("keyterm biasing in evals: %d terms of %s, boost %g; spoken forms %s", len(loaded.terms), vocabulary,
+             boost, "rewritten" if rewrite else "left as decoded")
+    return {"bias": keyterm_bias(processor.tokenizer, loaded.written_forms(), boost), "rewrite": rewrite}
 
 
 class InLoopEvals:

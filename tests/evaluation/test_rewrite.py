@@ -61,14 +61,15 @@ def test_which_lines_make_rules():
 
 def test_the_example_vocabulary_leaves_ordinary_english_alone():
     """Sentences of ordinary English around the example vocabulary's riskiest spoken forms."""
-    rewrite = vocabulary_rewriter(str(example_vocabulary_path()))
+    example = load_vocabulary(example_vocabulary_path())
+    rewrite = vocabulary_rewriter(example)
     for sentence in ("I have a lot to do at home.", "Dora said the docker was at the dock.",
                      "Jason ate a pseudo sandwich at the moonshine bar.", "We will graph the results next."):
         assert rewrite(sentence) == sentence
     assert rewrite("Pipe it through a regular expression") == "Pipe it through a regex"
-    assert vocabulary_rewriter(str(example_vocabulary_path()), enabled=False) is None
+    assert vocabulary_rewriter(example, enabled=False) is None
     assert vocabulary_rewriter(None) is None
-    assert len(load_vocabulary(example_vocabulary_path()).terms) > len(rewrite_rules([])) == 0
+    assert rewrite_rules([]) == []
 
 
 def test_an_on_device_runtime_gets_the_rewrite_too(rewrite):
