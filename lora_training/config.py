@@ -77,6 +77,10 @@ class ExperimentConfig:
     corrections_weight: int = option(2, "times each correction row is heard per epoch", metavar="N")
     augment_views: int = option(0, "augmented copies (speed, tempo, room, noise) made once per real recording; each "
                                    "epoch hears one of its views, each encoded once (0: off)", metavar="K")
+    respell_terms: float = option(0.3, "share of the vocabulary terms' occurrences in training labels spelled from a "
+                                       "shorter first token (stdout as st·d·out), so a decode that starts a term "
+                                       "that way can finish it (needs --vocabulary or rows' terms; 0: off)",
+                                  metavar="SHARE")
     allow_overlap: bool = option(False, "start even when a train or replay row shares its normalised text or its "
                                         "audio with an eval (or dev) row; state.json and the report count them")
     vocabulary: str | None = option(None, "vocabulary file: finds jargon terms in eval references that lack a `terms` field")
@@ -133,6 +137,7 @@ class ExperimentConfig:
         need("max_synthetic_share", lambda v: 0 < v <= 1, "a share in (0, 1], e.g. 0.5 (1: no cap)")
         need("corrections_weight", lambda v: 1 <= v <= 16, "an integer in [1, 16]")
         need("augment_views", lambda v: 0 <= v <= 16, "an integer in [0, 16] (0: off)")
+        need("respell_terms", lambda v: 0 <= v <= 1, "a share in [0, 1] (0: off)")
         need("bias_boost", lambda v: v >= 0, "a logit bonus >= 0")
         need("weight_decay", lambda v: v >= 0, "a number >= 0")
         need("dev_fraction", lambda v: 0 < v <= 0.5, "a number in (0, 0.5], e.g. 0.1")
@@ -200,6 +205,7 @@ class ExperimentConfig:
             raise ConfigError(f"{path}: expected a JSON object, got {type(data).__name__}")
         data.setdefault("encoder_layers", 0)  # saved before the field existed: adapters in every encoder layer
         data.setdefault("rewrite_spoken", False)  # saved before the rewrite existed: its evals decoded without it
+        data.setdefault("respell_terms", 0.0)  # saved before respelling existed: its labels were canonical
         return cls.from_dict(data, source=str(path))
 
 

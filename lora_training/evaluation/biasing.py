@@ -25,6 +25,7 @@ from typing import Any
 # context's own. "a " sets the form at a word start; a digit glues it to the text before, since
 # SentencePiece and byte-level BPE vocabularies keep digits apart from letters.
 _CONTEXTS = ("a ", "1")
+WORD_START = "▁"  # SentencePiece's mark of a token that starts a word
 
 
 def depth_bonus(boost: float, depth: int) -> float:
@@ -47,6 +48,35 @@ def term_sequences(tokenizer, written_forms: Iterable[str]) -> list[tuple[int, .
             if ids[: len(head)] == head and len(ids) > len(head):
                 out[tuple(ids[len(head):])] = None
     return list(out)
+
+
+def shorter_starts(tokenizer, sequence: Sequence[int]) -> list[tuple[int, ...]]:
+    """Other token sequences of `sequence`'s text that start with a shorter token: each proper prefix
+    of its first token that is itself a token (at least one letter after a word-start `▁`), then the
+    rest tokenized glued (`▁stdout` → `▁s·td·out`, `▁st·d·out`, `▁std·out`). Greedy decoding may
+    commit to such a start before a term's later sounds arrive (training/respell.py)."""
+    pieces = tokenizer.convert_ids_to_tokens(list(sequence))
+    whole, first = "".join(pieces), pieces[0]
+    head = tokenizer.encode(_CONTEXTS[1], add_special_tokens=False)
+    found: dict[tuple[int, ...], None] = {}
+    for cut in range(2 if first.startswith(WORD_START) else 1, len(first)):
+        ids = tokenizer.encode(_CONTEXTS[1] + whole[cut:].replace(WORD_START, " "), add_special_tokens=False)
+        if ids[: len(head)] != head or len(ids) == len(head):
+            continue
+        # An unknown prefix becomes the unknown token, whose text fails the check below.
+        variant = (tokenizer.convert_tokens_to_ids(first[:cut]), *ids[len(head):])
+        if "".join(tokenizer.convert_ids_to_tokens(list(variant))) == whole and variant != tuple(sequence):
+            found[variant] = None
+    return list(found)
+
+
+def shared_starts(tokenizer, sequences: Iterable[Sequence[int]]) -> dict[tuple[int, ...], list[tuple[int, ...]]]:
+    """Each term sequence's shorter starts that begin with a token starting another of `sequences`:
+    the paths where a decoder that began one term must still be able to finish another
+    (`▁st`, stderr's first token, then `d·out`: stdout)."""
+    sequences = [tuple(s) for s in sequences]
+    starts = {s[0] for s in sequences}
+    return {s: [v for v in shorter_starts(tokenizer, s) if v[0] in starts] for s in sequences}
 
 
 @dataclass
@@ -138,5 +168,9 @@ def keyterm_bias(tokenizer, written_forms: list[str], boost: float) -> KeytermBi
     decoder runs unhooked."""
     if not written_forms or boost == 0:
         return None
-    return KeytermBias(KeytermTrie.build(term_sequences(tokenizer, written_forms)), boost)
+    sequences = term_sequences(tokenizer, written_forms)
+    # Shared starts continue from tokens that already start a term (▁st of stderr also goes on to
+    # d·out, stdout), as the trainer spells them (training/respell.py): no ordinary word gains a bonus.
+    shared = [v for variants in shared_starts(tokenizer, sequences).values() for v in variants]
+    return KeytermBias(KeytermTrie.build([*sequences, *shared]), boost)
 

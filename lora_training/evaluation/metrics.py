@@ -118,11 +118,14 @@ def find_terms(text: str, terms: Iterable[str]) -> list[str]:
     longest ("Next.js" over "Next", "kubectl apply" over "kubectl"), so a contained shorter
     term is not reported twice.
     """
+    pattern = terms_regex(terms)
+    return [m.group(0) for m in pattern.finditer(text)] if pattern else []
+
+
+def terms_regex(terms: Iterable[str]) -> re.Pattern[str] | None:
+    """One regex matching any of `terms` by `find_terms`' rules (longest first); None for no terms."""
     ordered = sorted({t for t in terms if t}, key=len, reverse=True)
-    if not ordered:
-        return []
-    pattern = re.compile("|".join(_term_pattern(t) for t in ordered))
-    return [m.group(0) for m in pattern.finditer(text)]
+    return re.compile("|".join(_term_pattern(t) for t in ordered)) if ordered else None
 
 
 def count_term(text: str, term: str) -> int:

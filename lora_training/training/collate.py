@@ -21,13 +21,15 @@ from lora_training.models.moonshine_ops import IGNORE_INDEX  # the label padding
 @dataclass
 class Example:
     """One training utterance, decoded and tokenised once. `key` names its audio in the encoder
-    cache; `views` are augmented copies of a real recording (`--augment-views`), each with its own key."""
+    cache; `views` are augmented copies of a real recording (`--augment-views`), each with its own key;
+    `respellings` are the label spans of its vocabulary terms that may be spelled otherwise (training/respell.py)."""
 
     key: str
     audio: np.ndarray
     labels: list[int]
     synthetic: bool = False
     views: tuple["Example", ...] = ()
+    respellings: tuple = ()
 
     @property
     def length(self) -> int:
@@ -38,16 +40,19 @@ def encode_labels(tokenizer, text: str, eos_token_id: int) -> list[int]:
     return [*tokenizer(text, add_special_tokens=False).input_ids, eos_token_id]
 
 
-def build_examples(utterances, audio, tokenizer, eos_token_id: int, *, views: int = 0, seed: int = 0) -> list[Example]:
+def build_examples(utterances, audio, tokenizer, eos_token_id: int, *, views: int = 0, seed: int = 0,
+                   respeller=None) -> list[Example]:
     """An Example per utterance (audio from the AudioCache `audio`); each real recording gets
     `views` augmented copies, each seeded by the run's seed, its audio path and its number, so a
-    resumed run hears the very same copies."""
+    resumed run hears the very same copies. With a `respeller` (training/respell.py) each
+    Example knows where its terms' tokens are and how else they may be spelled."""
     out = []
     for u in utterances:
         samples, labels, synthetic = audio.get(u.audio), encode_labels(tokenizer, u.text, eos_token_id), u.source == "synthetic"
-        copies = () if synthetic else tuple(Example(f"{u.audio}#view{v}", _augmented(samples, seed, u.audio, v), labels)
-                                            for v in range(1, views + 1))
-        out.append(Example(u.audio, samples, labels, synthetic, copies))
+        spans = respeller.respellings(u.text) if respeller else ()
+        copies = () if synthetic else tuple(Example(f"{u.audio}#view{v}", _augmented(samples, seed, u.audio, v), labels,
+                                                    respellings=spans) for v in range(1, views + 1))
+        out.append(Example(u.audio, samples, labels, synthetic, copies, spans))
     return out
 
 

@@ -14,6 +14,7 @@ from lora_training.data.manifest import Utterance
 from lora_training.data.split import sentence_key
 from lora_training.errors import LoraTrainingError
 from lora_training.training.collate import Example, bucketed_batches
+from lora_training.training.respell import respell_examples
 
 log = logging.getLogger("lora_training.train")
 
@@ -42,15 +43,16 @@ class DataOrder:
     """An epoch holds every real row (each as one of its augmented views; correction rows are real,
     each in `train` `corrections_weight` times by `with_corrections`), at most
     `max_synthetic_share` of synthetic rows (a fresh sample each epoch, so all are heard across
-    epochs), and `replay_ratio` replay rows per row of those (a small replay set repeats)."""
+    epochs), and `replay_ratio` replay rows per row of those (a small replay set repeats); each
+    respellable term occurrence is spelled otherwise with probability `respell_share`."""
 
     def __init__(self, train: list[Example], replay: list[Example], *, batch_size: int, replay_ratio: float,
-                 seed: int, max_synthetic_share: float = 1.0, world: int = 1, rank: int = 0,
-                 source: str = "train manifest"):
+                 seed: int, max_synthetic_share: float = 1.0, respell_share: float = 0.0, world: int = 1,
+                 rank: int = 0, source: str = "train manifest"):
         self.real = [e for e in train if not e.synthetic]
         self.synthetic = [e for e in train if e.synthetic]
         self.replay = replay
-        self.batch_size, self.replay_ratio, self.seed = batch_size, replay_ratio, seed
+        self.batch_size, self.replay_ratio, self.seed, self.respell_share = batch_size, replay_ratio, seed, respell_share
         self.world, self.rank, self.source = world, rank, source
         # With no real rows there is nothing to cap against: synthetic-only data trains as it is.
         share = max_synthetic_share if self.real else 1.0
@@ -69,7 +71,9 @@ class DataOrder:
             repeats, rest = divmod(self.replay_per_epoch, len(self.replay))
             pool += self.replay * repeats + rng.sample(self.replay, rest)
         order = bucketed_batches([e.length for e in pool], self.batch_size, rng)
-        return [[pool[i] for i in batch] for batch in order]
+        # Its own generator: respelling terms never changes which rows an epoch holds or their order.
+        respell = random.Random(self.seed * 50_021 + epoch)
+        return [respell_examples([pool[i] for i in batch], self.respell_share, respell) for batch in order]
 
     def describe(self) -> str:
         views = max((len(e.views) for e in self.real), default=0)

@@ -37,6 +37,7 @@ from lora_training.training.collate import Example, build_examples, check_label_
 from lora_training.training.data_order import DataOrder, lr_factor, with_corrections
 from lora_training.training.dev_split import CARVED, dev_and_train, dev_digest
 from lora_training.training.encoder_cache import EncoderCache
+from lora_training.training.respell import respeller_for
 from lora_training.training.evals import (EvalSet, InLoopEvals, adapter_weights, brief, describe, eval_decoding,
                                           safety_set, seen_terms, terms_by_source)
 from lora_training.training.selection import Selection, settle
@@ -124,7 +125,9 @@ class Trainer:
         started = time.perf_counter()
         audio = AudioCache()
         tok = self.processor.tokenizer
-        self.train_examples = build_examples(self.train_utts, audio, tok, self.eos_id, views=cfg.augment_views, seed=cfg.seed)
+        respeller = respeller_for(tok, cfg.respell_terms, self.vocabulary, self.train_utts)
+        self.train_examples = build_examples(self.train_utts, audio, tok, self.eos_id, views=cfg.augment_views,
+                                             seed=cfg.seed, respeller=respeller)
         self.replay_examples = build_examples(self.replay_utts, audio, tok, self.eos_id)
         self.evals = InLoopEvals(
             EvalSet.of("dev", cfg.dev_manifest or CARVED, self.dev_utts, audio),
@@ -153,8 +156,8 @@ class Trainer:
         self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
         self.data_order = DataOrder(self.train_examples, self.replay_examples, batch_size=cfg.batch_size,
                                     replay_ratio=cfg.replay_ratio, seed=cfg.seed,
-                                    max_synthetic_share=cfg.max_synthetic_share, source=cfg.train_manifest,
-                                    world=self.accelerator.num_processes, rank=self.accelerator.process_index)
+                                    max_synthetic_share=cfg.max_synthetic_share, respell_share=cfg.respell_terms,
+                                    source=cfg.train_manifest, world=self.accelerator.num_processes, rank=self.accelerator.process_index)
         log.info("%s", self.data_order.describe())
 
         if resume:

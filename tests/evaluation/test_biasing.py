@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from lora_training.testing.signals import loud_syllables
-from lora_training.evaluation.biasing import KeytermBias, KeytermTrie, depth_bonus, keyterm_bias, term_sequences
+from lora_training.evaluation.biasing import (KeytermBias, KeytermTrie, depth_bonus, keyterm_bias, shared_starts,
+                                              shorter_starts, term_sequences)
 
 
 @pytest.fixture(scope="module")
@@ -35,6 +36,35 @@ def test_term_sequences_at_a_word_start_and_glued(tokenizer):
     # The same ids the tokenizer gives the form inside a sentence.
     sentence = tokenizer.encode("run pytest now", add_special_tokens=False)
     assert tuple(sentence[1:3]) in term_sequences(tokenizer, ["pytest"])
+
+
+def test_shorter_starts_spell_the_same_text_from_a_shorter_first_token(tokenizer):
+    (word_start,) = [s for s in term_sequences(tokenizer, ["stdout"]) if _pieces(tokenizer, [s]) == {("▁stdout",)}]
+    assert _pieces(tokenizer, shorter_starts(tokenizer, word_start)) == {("▁s", "td", "out"), ("▁st", "d", "out"),
+                                                                          ("▁std", "out")}
+    for sequence in term_sequences(tokenizer, ["git rebase", "PostgreSQL", "(stdout)", "__init__"]):
+        for variant in shorter_starts(tokenizer, sequence):
+            assert tokenizer.decode(list(variant)) == tokenizer.decode(list(sequence))
+            assert len(tokenizer.convert_ids_to_tokens([variant[0]])[0]) < len(tokenizer.convert_ids_to_tokens([sequence[0]])[0])
+    # A word-start token never shrinks to the bare `▁`: `▁k·ub·ect·l` has no shorter start.
+    assert shorter_starts(tokenizer, tokenizer.encode("kubectl", add_special_tokens=False)) == []
+    # Shared starts: only those beginning with another sequence's first token.
+    shared = shared_starts(tokenizer, term_sequences(tokenizer, ["stdout", "stderr"]))
+    assert {_pieces(tokenizer, [s]).pop(): _pieces(tokenizer, v) for s, v in shared.items()} == {
+        ("▁stdout",): {("▁st", "d", "out")}, ("stdout",): {("st", "d", "out")}, ("▁st", "derr"): set(),
+        ("st", "derr"): set()}
+
+
+def test_hook_continues_shared_first_tokens_to_every_term_without_new_starts(tokenizer):
+    """`▁st` starts stderr (`▁st·derr`); an adapter that starts stdout with it must be able to finish stdout."""
+    hook = keyterm_bias(tokenizer, ["stdout", "stderr"], 1.0)
+    canonical = KeytermTrie.build(term_sequences(tokenizer, ["stdout", "stderr"]))
+    assert set(hook.trie.children[0]) == set(canonical.children[0])  # no ordinary word gains a start bonus
+    st = tokenizer.convert_tokens_to_ids("▁st")
+    after = {tokenizer.convert_ids_to_tokens([t])[0] for t in hook.trie.continuations([st], starts=False)}
+    assert after == {"derr", "d"}
+    d = tokenizer.convert_tokens_to_ids("d")
+    assert tokenizer.convert_ids_to_tokens(list(hook.trie.continuations([st, d], starts=False))) == ["out"]
 
 
 def test_depth_bonus_is_the_runtimes_log_scheme():

@@ -131,6 +131,9 @@ def test_the_runs_vocabulary_gives_its_evals_the_hook_and_the_rewrite(tmp_path):
         def encode(self, text, add_special_tokens=False):
             return [ord(c) for c in text]
 
+        def convert_ids_to_tokens(self, ids):
+            return [chr(i) for i in ids]
+
     processor = SimpleNamespace(tokenizer=Tokenizer())
     vocabulary = tmp_path / "v.txt"
     vocabulary.write_text("WER | word error rate\n")

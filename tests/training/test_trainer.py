@@ -100,7 +100,8 @@ def test_bad_manifest_fails_before_model_loads(tmp_path, tiny_model_dir, tiny_ma
 
 
 def test_stop_then_resume_matches_uninterrupted_run(tmp_path, tiny_model_dir, tiny_manifests, monkeypatch):
-    cfg = _cfg(tiny_model_dir, tiny_manifests, max_steps=6, eval_interval=2)
+    # Respelling drawn often, so a resume that drew other spellings than the straight run would show.
+    cfg = _cfg(tiny_model_dir, tiny_manifests, max_steps=6, eval_interval=2, respell_terms=0.5)
     straight, phase = _run(tmp_path, "straight", cfg)
     assert phase == "completed"
 
@@ -141,6 +142,30 @@ def test_throughput_counts_the_utterances_in_each_batch(tmp_path, tiny_model_dir
         counts.append(trainer.train_step()[1])
     trainer.cleanup()
     assert len(trainer.train_examples) == 6 and sorted(counts) == [2, 4]
+
+
+def test_training_labels_respell_terms_with_a_shared_start(tmp_path, tiny_model_dir, tiny_manifests):
+    """stdout can start with stderr's `▁st`: with respelling on, its labels take that spelling too."""
+    from lora_training.testing.factories import make_manifest
+
+    texts = ["print to stdout", "read stderr first", "check the logs", "pipe stdout to grep", "merge the branch",
+             "restart it now", "stderr is empty", "push to main"]
+    terms = [["stdout"], ["stderr"], None, ["stdout"], None, None, ["stderr"], None]
+    train = make_manifest(tmp_path / "data", 8, texts=texts, terms=terms, name="train.jsonl", seconds=0.6)
+    on = Trainer(_cfg(tiny_model_dir, (train, tiny_manifests[1]), respell_terms=1.0), tmp_path / "on")
+    on.setup(resume=False)
+    tokenizer = on.processor.tokenizer
+    canonical = {e.key: e.labels for e in on.train_examples}
+    seen = [e for i in range(2) for e in on.data_order.micro_batch(i)]
+    on.cleanup()
+    respelled = [e for e in seen if e.respellings]
+    assert respelled and all("▁st" in tokenizer.convert_ids_to_tokens(e.labels) for e in respelled)
+    assert all(e.labels != canonical[e.key] and tokenizer.decode(e.labels) == tokenizer.decode(canonical[e.key])
+               for e in respelled if "stdout" in tokenizer.decode(e.labels))
+    off = Trainer(_cfg(tiny_model_dir, (train, tiny_manifests[1]), respell_terms=0.0), tmp_path / "off")
+    off.setup(resume=False)
+    off.cleanup()
+    assert not any(e.respellings for e in off.train_examples)
 
 
 def test_dora_both_sites_trains(tmp_path, tiny_model_dir, tiny_manifests):
