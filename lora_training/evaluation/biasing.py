@@ -4,12 +4,13 @@ Moonshine's on-device runtime offers keyterms only for its streaming models; thi
 non-streaming tiny/base models the same help, with or without an adapter and without training.
 Every written form is tokenized twice, at a word start and glued to the text before it (BPE
 tokens differ there: "▁py·test" after a space, "py·test" after "("), and each token sequence goes
-into one prefix trie over token ids. At every decoder step a row's last tokens match some trie
-nodes (a term may start at any step, so every suffix shorter than the longest term is tried),
-and each token that takes a match to depth d gets the runtime's bonus `boost * (1 + ln d)` added
-to its logit: starting a term earns `boost`, its 2nd token 1.69·boost, its 3rd 2.10·boost, so a
-term once begun tends to be finished. Greedy argmax then picks a term token only where it was
-already within the bonus of the top.
+into one prefix trie over token ids, with its shared starts (`shared_starts`: the term spelled
+from another term's first token, as the trainer also spells it). At every decoder step a row's
+last tokens match some trie nodes (a term may start at any step, so every suffix shorter than
+the longest term is tried), and each token that takes a match to depth d gets the runtime's bonus
+`boost * (1 + ln d)` added to its logit: starting a term earns `boost`, its 2nd token 1.69·boost,
+its 3rd 2.10·boost, so a term once begun tends to be finished. Greedy argmax then picks a term
+token only where it was already within the bonus of the top.
 
 Off unless a vocabulary is given: the decoder then takes no hook at all (same tokens, same speed).
 """
