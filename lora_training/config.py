@@ -77,10 +77,10 @@ class ExperimentConfig:
     corrections_weight: int = option(2, "times each correction row is heard per epoch", metavar="N")
     augment_views: int = option(0, "augmented copies (speed, tempo, room, noise) made once per real recording; each "
                                    "epoch hears one of its views, each encoded once (0: off)", metavar="K")
-    respell_terms: float = option(0.3, "share of the vocabulary terms' occurrences in training labels spelled from a "
-                                       "shorter first token (stdout as st·d·out), so a decode that starts a term "
-                                       "that way can finish it (needs --vocabulary or rows' terms; 0: off)",
-                                  metavar="SHARE")
+    respell_terms: float = option(0.3, "share of a term's occurrences in training labels spelled from another term's "
+                                       "first token (stdout as st·d·out, where st starts stderr), so a decode that "
+                                       "began one can still finish the other (terms from --vocabulary and the rows; "
+                                       "0: off)", metavar="SHARE")
     allow_overlap: bool = option(False, "start even when a train or replay row shares its normalised text or its "
                                         "audio with an eval (or dev) row; state.json and the report count them")
     vocabulary: str | None = option(None, "vocabulary file: finds jargon terms in eval references that lack a `terms` field")
