@@ -77,8 +77,11 @@ class DataOrder:
 
     def describe(self) -> str:
         views = max((len(e.views) for e in self.real), default=0)
+        spans = sum(len(e.respellings) for e in self.real + self.synthetic)
         return (f"each epoch: {len(self.real)} real rows" + (f" (each as one of {views + 1} views)" if views else "")
-                + f", {self.synthetic_per_epoch} of {len(self.synthetic)} synthetic, {self.replay_per_epoch} replay")
+                + f", {self.synthetic_per_epoch} of {len(self.synthetic)} synthetic, {self.replay_per_epoch} replay"
+                + (f"; {spans} term occurrence(s) with a shared start, each respelled with probability "
+                   f"{self.respell_share:g}" if spans and self.respell_share > 0 else ""))
 
     def _synthetic_rows(self, epoch: int) -> list[Example]:
         """The epoch's slice of an endless run of shuffled passes over the synthetic rows: under a

@@ -101,6 +101,8 @@ def test_respelling_keeps_every_epochs_rows_and_order_and_repeats_on_resume():
         again = DataOrder(rows, [], batch_size=4, replay_ratio=0, seed=3, respell_share=0.5).epoch(epoch)
         assert [[e.labels for e in batch] for batch in again] == [[e.labels for e in batch] for batch in b]
     assert all(e.labels == [1, 2] for batch in plain.epoch(0) for e in batch)
+    assert spelled.describe().endswith("; 24 term occurrence(s) with a shared start, each respelled with probability 0.5")
+    assert "respelled" not in plain.describe()
 
 
 def test_config_default_validation_and_old_configs(tmp_path):
