@@ -157,7 +157,8 @@ class Trainer:
         self.data_order = DataOrder(self.train_examples, self.replay_examples, batch_size=cfg.batch_size,
                                     replay_ratio=cfg.replay_ratio, seed=cfg.seed,
                                     max_synthetic_share=cfg.max_synthetic_share, respell_share=cfg.respell_terms,
-                                    source=cfg.train_manifest, world=self.accelerator.num_processes, rank=self.accelerator.process_index)
+                                    source=cfg.train_manifest, world=self.accelerator.num_processes,
+                                    rank=self.accelerator.process_index)
         log.info("%s", self.data_order.describe())
 
         if resume:
